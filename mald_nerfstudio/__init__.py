@@ -1,0 +1,15 @@
+"""mald-nerfstudio: MALD-NeRF (masked adversarial training with a latent diffusion model) for nerfstudio.
+
+Importing this package must stay cheap and must never fail: nerfstudio imports every plugin's entry points
+before any ``ns-*`` command runs, so a broken import here would break all of them. Heavy, optional pieces
+(diffusers, transformers, peft, metric backbones) are imported lazily where they are used.
+"""
+
+from mald_nerfstudio.checkpoint_compat import allow_numpy_scalars_in_checkpoints
+from mald_nerfstudio.errors import MaldInputError, MaldSetupError, install_excepthook
+
+__version__ = "0.1.0"
+__all__ = ["MaldInputError", "MaldSetupError", "__version__"]
+
+allow_numpy_scalars_in_checkpoints()
+install_excepthook()

@@ -1,0 +1,92 @@
+"""The inpainter interface shared by every 2D inpainter (classical, exemplar, latent diffusion).
+
+An inpainter fills the masked pixels of a batch of images. Two modes:
+
+* full (``strength == 1``): the fill ignores any starting image; used before training.
+* partial (``0 <= strength < 1``): the fill starts from ``init`` (the NeRF's current render of the view) and
+  changes it by an amount that grows with ``strength``; used by the iterative dataset update. How strength
+  is interpreted is each inpainter's to document (the LDM noises ``init`` to that diffusion time).
+
+Whatever the subclass does, :meth:`Inpainter.inpaint` returns the original pixels, bit for bit, outside the
+mask: the composite is done here, once, for all inpainters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Type
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from nerfstudio.configs.base_config import InstantiateConfig
+
+
+@dataclass
+class InpainterConfig(InstantiateConfig):
+    """Base configuration of a 2D inpainter."""
+
+    _target: Type = field(default_factory=lambda: Inpainter)
+    """Target class to instantiate."""
+    seed: int = 0
+    """Base random seed; per-view seeds are derived from it, so runs are reproducible."""
+
+
+class Inpainter:
+    """Fills masked regions of images. Subclasses implement :meth:`_fill`."""
+
+    config: InpainterConfig
+
+    def __init__(self, config: InpainterConfig, device: str | torch.device = "cpu", **kwargs) -> None:
+        self.config = config
+        self.device = torch.device(device)
+
+    def _fill(
+        self,
+        images: Float[Tensor, "B H W 3"],
+        masks: Bool[Tensor, "B H W"],
+        init: Optional[Float[Tensor, "B H W 3"]],
+        strength: float,
+        seeds: Sequence[int],
+    ) -> Float[Tensor, "B H W 3"]:
+        """Return images whose masked pixels are filled. Pixels outside the mask may be anything."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def inpaint(
+        self,
+        images: Float[Tensor, "B H W 3"],
+        masks: Bool[Tensor, "B H W"],
+        init: Optional[Float[Tensor, "B H W 3"]] = None,
+        strength: float = 1.0,
+        seeds: Optional[Sequence[int]] = None,
+    ) -> Float[Tensor, "B H W 3"]:
+        """Inpaint a batch of views.
+
+        Args:
+            images: original images, float in [0, 1], on any device.
+            masks: True where the image must be filled.
+            init: starting images for partial mode (the NeRF's renders); required when ``strength < 1``.
+            strength: 1 fills from scratch; smaller values keep more of ``init``.
+            seeds: one seed per image; defaults to ``config.seed + i``.
+
+        Returns:
+            Float images in [0, 1] on the device of ``images``, equal to ``images`` outside ``masks``.
+        """
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be [B, H, W, 3], got {tuple(images.shape)}")
+        if masks.shape != images.shape[:3]:
+            raise ValueError(f"masks must be [B, H, W] matching images, got {tuple(masks.shape)}")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must lie in [0, 1], got {strength}")
+        if strength < 1.0 and init is None:
+            raise ValueError("partial inpainting (strength < 1) needs the starting images `init`")
+        masks = masks.bool()
+        if seeds is None:
+            seeds = [self.config.seed + i for i in range(images.shape[0])]
+        if len(seeds) != images.shape[0]:
+            raise ValueError(f"need one seed per image: {len(seeds)} seeds for {images.shape[0]} images")
+        filled = self._fill(images, masks, init, strength, list(seeds))
+        filled = filled.to(device=images.device, dtype=images.dtype).clamp(0.0, 1.0)
+        return torch.where(masks[..., None], filled, images)
