@@ -1,0 +1,151 @@
+"""Crop-and-paste geometry for inpainting images of any size with a fixed-resolution model.
+
+A latent diffusion model works best near its native resolution (512 px for Stable Diffusion 2). Running it on a
+whole 1008 x 567 image downscales a small object's surroundings and loses detail; running it on the bare mask
+box upscales a tiny hole into a blurry fill. So each view is handled as:
+
+1. :func:`mask_crop_box`: the mask's bounding box, grown by a context margin, then grown to at least the
+   model's working size (when the image is large enough) so a small hole is filled at native scale, centred
+   on the mask, shifted and clamped to stay inside the image (masks at corners and borders).
+2. :func:`working_resolution`: the crop's long side scaled to the working size, aspect ratio kept, both sides
+   rounded to a multiple of the VAE factor. Crops are only ever upscaled when the image itself is smaller than
+   the working size.
+3. :func:`crop_resize` the image, mask and start image into the working resolution, inpaint them, and
+   :func:`paste_back` the result into the box at the original size.
+
+All functions are pure torch and need no diffusion model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A pixel box ``[top, bottom) x [left, right)`` inside an image."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+    @property
+    def height(self) -> int:
+        """Box height in pixels."""
+        return self.bottom - self.top
+
+    @property
+    def width(self) -> int:
+        """Box width in pixels."""
+        return self.right - self.left
+
+    def slices(self) -> Tuple[slice, slice]:
+        """Row and column slices selecting the box from an ``[H, W, ...]`` array."""
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """Where one view is cropped and at which resolution the model sees the crop."""
+
+    box: CropBox
+    """The crop in the full image."""
+    size: Tuple[int, int]
+    """(height, width) of the crop at the model's working resolution."""
+
+
+def _grow_interval(start: int, stop: int, length: int, limit: int) -> Tuple[int, int]:
+    """Grow ``[start, stop)`` symmetrically to ``length`` (at most ``limit``) and shift it inside ``[0, limit)``."""
+    length = min(max(length, stop - start), limit)
+    extra = length - (stop - start)
+    start = start - extra // 2
+    start = min(max(start, 0), limit - length)
+    return start, start + length
+
+
+def mask_crop_box(mask: Bool[Tensor, "H W"], context_margin: float, min_size: int) -> Optional[CropBox]:
+    """The box to crop around ``mask``; None when the mask is empty.
+
+    Args:
+        mask: True where the image must be filled.
+        context_margin: context added on each side, as a fraction of the mask box's longer side.
+        min_size: smallest crop side in pixels (usually the model's working size); limited by the image size.
+    """
+    if context_margin < 0:
+        raise ValueError(f"context_margin must be >= 0, got {context_margin}")
+    rows = torch.nonzero(mask.any(dim=1)).flatten()
+    cols = torch.nonzero(mask.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return None
+    height, width = mask.shape
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    left, right = int(cols[0]), int(cols[-1]) + 1
+    margin = int(math.ceil(context_margin * max(bottom - top, right - left)))
+    top, bottom = _grow_interval(top, bottom, bottom - top + 2 * margin, height)
+    left, right = _grow_interval(left, right, right - left + 2 * margin, width)
+    top, bottom = _grow_interval(top, bottom, min_size, height)
+    left, right = _grow_interval(left, right, min_size, width)
+    return CropBox(top=top, left=left, bottom=bottom, right=right)
+
+
+def working_resolution(height: int, width: int, long_side: int, multiple: int = 8) -> Tuple[int, int]:
+    """(h, w) with the longer side equal to ``long_side``, the aspect ratio kept, each a multiple of ``multiple``."""
+    if long_side % multiple != 0:
+        raise ValueError(f"working size {long_side} must be a multiple of {multiple}")
+    scale = long_side / max(height, width)
+    return (
+        max(multiple, int(round(height * scale / multiple)) * multiple),
+        max(multiple, int(round(width * scale / multiple)) * multiple),
+    )
+
+
+def plan_region(
+    mask: Bool[Tensor, "H W"], working_size: int, context_margin: float, multiple: int = 8
+) -> Optional[RegionPlan]:
+    """Crop box and working resolution for one view; None when there is nothing to fill."""
+    box = mask_crop_box(mask, context_margin=context_margin, min_size=working_size)
+    if box is None:
+        return None
+    return RegionPlan(box=box, size=working_resolution(box.height, box.width, working_size, multiple))
+
+
+def _resize(chw: Tensor, size: Tuple[int, int], mode: str) -> Tensor:
+    """Resize ``[B, C, h, w]``; antialiased when shrinking so detail is averaged rather than aliased."""
+    if tuple(chw.shape[-2:]) == tuple(size):
+        return chw
+    return F.interpolate(chw, size=size, mode=mode, align_corners=False, antialias=True)
+
+
+def crop_resize(image: Float[Tensor, "H W C"], plan: RegionPlan, mode: str = "bicubic") -> Float[Tensor, "C h w"]:
+    """Crop ``image`` to the plan's box and resize it to the working resolution (channels first)."""
+    rows, cols = plan.box.slices()
+    crop = image[rows, cols].permute(2, 0, 1)[None].float()
+    return _resize(crop, plan.size, mode)[0]
+
+
+def crop_resize_mask(mask: Bool[Tensor, "H W"], plan: RegionPlan) -> Bool[Tensor, "1 h w"]:
+    """Crop and resize a mask; a working pixel is masked when any mask pixel under it is (nothing is lost)."""
+    rows, cols = plan.box.slices()
+    crop = mask[rows, cols].float()[None, None]
+    if tuple(crop.shape[-2:]) == tuple(plan.size):
+        return crop[0] > 0.5
+    return _resize(crop, plan.size, "bilinear")[0] > 1e-3
+
+
+def paste_back(
+    target: Float[Tensor, "H W C"], patch: Float[Tensor, "C h w"], plan: RegionPlan, mode: str = "bicubic"
+) -> Float[Tensor, "H W C"]:
+    """Return a copy of ``target`` with ``patch`` resized to the box and written into it."""
+    resized = _resize(patch[None].float(), (plan.box.height, plan.box.width), mode)[0]
+    out = target.clone()
+    rows, cols = plan.box.slices()
+    out[rows, cols] = resized.permute(1, 2, 0).to(out)
+    return out

@@ -1,0 +1,117 @@
+"""Crop/resize/paste geometry used to inpaint arbitrary image sizes at the model's working resolution."""
+
+from __future__ import annotations
+
+import torch
+
+from mald_nerfstudio.inpaint.region import (
+    CropBox,
+    crop_resize,
+    crop_resize_mask,
+    mask_crop_box,
+    paste_back,
+    plan_region,
+    working_resolution,
+)
+
+
+def _coordinate_image(height: int, width: int) -> torch.Tensor:
+    """An image whose pixels encode their own position (row ramp, column ramp, constant)."""
+    rows = torch.linspace(0.0, 1.0, height)[:, None].expand(height, width)
+    cols = torch.linspace(0.0, 1.0, width)[None, :].expand(height, width)
+    return torch.stack([rows, cols, torch.full((height, width), 0.5)], dim=-1)
+
+
+def test_empty_mask_has_no_crop():
+    assert mask_crop_box(torch.zeros(40, 50, dtype=torch.bool), context_margin=0.5, min_size=16) is None
+    assert plan_region(torch.zeros(40, 50, dtype=torch.bool), working_size=16, context_margin=0.5) is None
+
+
+def test_box_contains_mask_plus_margin():
+    mask = torch.zeros(400, 600, dtype=torch.bool)
+    mask[100:140, 200:280] = True  # 40 x 80 box; margin 0.5 * 80 = 40 on each side
+    box = mask_crop_box(mask, context_margin=0.5, min_size=0)
+    assert box == CropBox(top=100 - 40, left=200 - 40, bottom=140 + 40, right=280 + 40)
+
+
+def test_small_mask_in_large_image_is_cropped_at_native_scale():
+    mask = torch.zeros(1000, 1500, dtype=torch.bool)
+    mask[500:520, 700:730] = True
+    plan = plan_region(mask, working_size=512, context_margin=0.25)
+    assert (plan.box.height, plan.box.width) == (512, 512)
+    assert plan.size == (512, 512)  # scale 1: neither upscaled nor downscaled
+    rows, cols = plan.box.slices()
+    assert mask[rows, cols].sum() == mask.sum()
+
+
+def test_large_mask_is_downscaled_to_working_size_keeping_aspect():
+    mask = torch.zeros(600, 1000, dtype=torch.bool)
+    mask[100:500, 100:900] = True
+    plan = plan_region(mask, working_size=256, context_margin=0.0)
+    assert (plan.box.height, plan.box.width) == (400, 800)
+    assert plan.size == (128, 256)
+    assert plan.size[0] % 8 == 0 and plan.size[1] % 8 == 0
+
+
+def test_working_resolution_is_multiple_of_eight_and_keeps_aspect():
+    for height, width in [(567, 1008), (100, 37), (333, 333), (9, 700)]:
+        h, w = working_resolution(height, width, long_side=512)
+        assert h % 8 == 0 and w % 8 == 0
+        assert max(h, w) == 512
+        assert abs(h / w - height / width) <= 8 / min(h, w)
+
+
+def test_image_smaller_than_working_size_uses_whole_image():
+    mask = torch.zeros(48, 64, dtype=torch.bool)
+    mask[10:20, 10:20] = True
+    plan = plan_region(mask, working_size=128, context_margin=0.1)
+    assert plan.box == CropBox(0, 0, 48, 64)
+    assert plan.size == (96, 128)
+
+
+def test_crop_paste_round_trip_restores_image_at_scale_one():
+    image = _coordinate_image(90, 120)
+    mask = torch.zeros(90, 120, dtype=torch.bool)
+    mask[40:50, 60:70] = True
+    plan = plan_region(mask, working_size=32, context_margin=0.2)
+    assert plan.size == (plan.box.height, plan.box.width)
+    patch = crop_resize(image, plan)
+    assert torch.equal(paste_back(torch.zeros_like(image), patch, plan)[plan.box.slices()], image[plan.box.slices()])
+
+
+def test_fill_lands_on_mask_near_image_corner():
+    height, width = 120, 160
+    image = _coordinate_image(height, width)
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[-12:, -9:] = True  # touches the bottom-right corner
+    plan = plan_region(mask, working_size=48, context_margin=0.5)
+    box = plan.box
+    assert box.bottom == height and box.right == width and box.top >= 0 and box.left >= 0
+    assert plan.size[0] % 8 == 0 and plan.size[1] % 8 == 0
+
+    crop = crop_resize(image, plan)
+    crop_mask = crop_resize_mask(mask, plan)
+    assert crop_mask.shape == (1, *plan.size)
+    fill_colour = torch.tensor([1.0, 0.0, 1.0])[:, None, None]
+    filled = torch.where(crop_mask, fill_colour, crop)
+    out = paste_back(image, filled, plan)
+
+    assert torch.allclose(out[mask], fill_colour.flatten().expand(int(mask.sum()), 3), atol=1e-4)
+    outside_box = torch.ones(height, width, dtype=torch.bool)
+    outside_box[box.slices()] = False
+    assert torch.equal(out[outside_box], image[outside_box])
+    # Away from the hole (beyond resampling reach) the pasted crop reproduces the image at the right place.
+    far = torch.zeros(height, width, dtype=torch.bool)
+    far[box.slices()] = True
+    far[-24:, -20:] = False
+    assert torch.allclose(out[far], image[far], atol=0.02)
+
+
+def test_mask_survives_downscaling():
+    mask = torch.zeros(800, 800, dtype=torch.bool)
+    mask[0:700, 0:700] = True
+    mask[750, 790] = True  # a single pixel must not vanish at working resolution
+    plan = plan_region(mask, working_size=64, context_margin=0.0)
+    small = crop_resize_mask(mask, plan)[0]
+    scale_r, scale_c = plan.size[0] / plan.box.height, plan.size[1] / plan.box.width
+    assert small[int((750 - plan.box.top) * scale_r), int((790 - plan.box.left) * scale_c)]
