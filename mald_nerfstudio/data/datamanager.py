@@ -1,0 +1,203 @@
+"""The mald-nerf datamanager: original images, inpainting masks and the buffer of current inpainted images.
+
+Training views are loaded into memory once. Each step returns
+
+* reconstruction rays drawn from observed pixels only (outside every mask), with their original colours, and
+* ``num_inpaint_patches`` P x P patches that overlap the masks, every ray of each patch rendered, with the same
+  patch cut from the *current inpainted* image and its mask (the masked adversarial loss compares the two).
+
+The inpainted images are training state: they are saved in every checkpoint (``get_extra_state``) together with
+the dataset-update counter and restored on resume. The originals are never written anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from torch import Tensor
+
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.model_components.ray_generators import RayGenerator
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
+from mald_nerfstudio.data.dataset import InpaintDataset
+from mald_nerfstudio.data.patch_sampling import PixelPools, sample_observed, sample_patches
+from mald_nerfstudio.errors import MaldInputError
+
+
+@dataclass
+class MaldDataManagerConfig(VanillaDataManagerConfig):
+    """Samples observed rays outside the masks and inpainting patches on them."""
+
+    _target: Type = field(default_factory=lambda: MaldDataManager)
+    """Target class to instantiate."""
+    dataparser: AnnotatedDataParserUnion = field(default_factory=MaldDataParserConfig)
+    """Data parser; the default detects the nerfstudio or SPIn-NeRF layout."""
+    train_num_rays_per_batch: int = 4096
+    """Reconstruction rays per step, drawn from observed pixels (outside the masks)."""
+    num_inpaint_patches: int = 4
+    """P x P patches per step placed over the masks (0 disables patch rendering: no supervision in the mask)."""
+    inpaint_patch_size: int = 64
+    """Patch side P in pixels."""
+    seed: int = 0
+    """Seed of the ray and patch sampler."""
+
+
+class MaldDataManager(VanillaDataManager[InpaintDataset]):
+    """In-memory training views, masks and inpainted-image buffer; nerfstudio's loaders for evaluation."""
+
+    config: MaldDataManagerConfig
+    train_dataset: InpaintDataset
+
+    def __init__(self, config: MaldDataManagerConfig, *args, **kwargs):
+        self.originals: Optional[Tensor] = None
+        self.current: Optional[Tensor] = None
+        self.masks: Optional[Tensor] = None
+        self.initialized = False
+        self.num_updates = 0
+        self._pending_state: Optional[Dict] = None
+        super().__init__(config, *args, **kwargs)
+
+    # ------------------------------------------------------------------ setup
+    def create_train_dataset(self) -> InpaintDataset:
+        return InpaintDataset(self.train_dataparser_outputs)
+
+    def create_eval_dataset(self) -> InpaintDataset:
+        return InpaintDataset(self.dataparser.get_dataparser_outputs(split=self.test_split))
+
+    def setup_train(self) -> None:
+        dataset = self.train_dataset
+        heights, widths = dataset.cameras.height.unique(), dataset.cameras.width.unique()
+        if len(heights) != 1 or len(widths) != 1:
+            raise MaldInputError(
+                "training views have different image sizes", self.config.dataparser.data, "resize them to one size"
+            )
+        originals, masks = [], []
+        with Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
+        ) as progress:
+            task = progress.add_task("[green]Loading training views", total=len(dataset))
+            for i in range(len(dataset)):
+                originals.append(dataset.original_image(i))
+                masks.append(dataset.inpaint_mask(i))
+                progress.advance(task)
+        self.originals = torch.stack(originals).to(self.device)
+        self.masks = torch.stack(masks).to(self.device)
+        self.current = self.originals.clone()
+        dataset.attach_images(self.current)
+        self.pools = PixelPools.from_masks(self.masks)
+        patch = self.config.inpaint_patch_size
+        if self.config.num_inpaint_patches > 0 and (patch > self.masks.shape[1] or patch > self.masks.shape[2]):
+            raise MaldInputError(
+                f"inpaint patch size {patch} exceeds the {self.masks.shape[2]}x{self.masks.shape[1]} training images",
+                self.config.dataparser.data,
+                "pass a smaller --pipeline.datamanager.inpaint-patch-size",
+            )
+        if len(self.pools.observed) == 0:
+            raise MaldInputError("no observed pixel in any training view", self.config.dataparser.data, "check masks")
+        self.generator = torch.Generator(device=self.masks.device).manual_seed(self.config.seed)
+        self.train_ray_generator = RayGenerator(dataset.cameras.to(self.device))
+        CONSOLE.print(
+            f"Training views: {len(dataset)} ({int(self.views_with_masks().numel())} with a mask), "
+            f"{self.masks.float().mean().item():.1%} of training pixels to inpaint."
+        )
+        if self._pending_state is not None:
+            self._apply_state(self._pending_state)
+
+    # ------------------------------------------------------------- sampling
+    @property
+    def has_patches(self) -> bool:
+        """Whether steps include inpainting patches (patch count > 0 and some view has a mask)."""
+        return self.config.num_inpaint_patches > 0 and len(self.pools.masked) > 0
+
+    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+        self.train_count += 1
+        assert self.originals is not None and self.current is not None and self.masks is not None
+        recon = sample_observed(self.pools, self.config.train_num_rays_per_batch, self.generator)
+        v, y, x = recon.unbind(-1)
+        batch: Dict[str, Any] = {
+            "image": self.originals[v, y, x].float() / 255.0,
+            "indices": recon,
+            "num_recon_rays": len(recon),
+        }
+        indices = recon
+        if self.has_patches:
+            patches = sample_patches(
+                self.pools, self.config.num_inpaint_patches, self.config.inpaint_patch_size, self.generator
+            )
+            pv, py, px = patches.unbind(-1)
+            batch["patch_real"] = self.current[pv, py, px].float() / 255.0
+            batch["patch_mask"] = self.masks[pv, py, px][..., None]
+            batch["patch_indices"] = patches
+            indices = torch.cat([recon, patches.reshape(-1, 3)], dim=0)
+        ray_bundle = self.train_ray_generator(indices)
+        return ray_bundle, batch
+
+    def get_train_rays_per_batch(self) -> int:
+        patch_rays = self.config.num_inpaint_patches * self.config.inpaint_patch_size**2
+        return self.config.train_num_rays_per_batch + (patch_rays if self.has_patches else 0)
+
+    # ------------------------------------------------ inpainted-image buffer
+    def views_with_masks(self) -> Tensor:
+        """Indices of training views whose mask is not empty."""
+        assert self.masks is not None
+        return torch.nonzero(self.masks.flatten(1).any(dim=1)).squeeze(-1)
+
+    def view_images(self, views: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
+        """(originals, current inpainted images, masks) of some views as float [V, H, W, 3] / bool [V, H, W]."""
+        assert self.originals is not None and self.current is not None and self.masks is not None
+        idx = torch.as_tensor(list(views), dtype=torch.long, device=self.originals.device)
+        return self.originals[idx].float() / 255.0, self.current[idx].float() / 255.0, self.masks[idx]
+
+    def set_inpainted(self, views: Sequence[int], images: Tensor) -> None:
+        """Store new inpainted images (float [V, H, W, 3] in [0, 1]); pixels outside the masks stay original."""
+        assert self.originals is not None and self.current is not None and self.masks is not None
+        idx = torch.as_tensor(list(views), dtype=torch.long, device=self.current.device)
+        new = (images.to(self.current.device).clamp(0, 1) * 255.0).round().to(torch.uint8)
+        keep = ~self.masks[idx][..., None]
+        self.current[idx] = torch.where(keep, self.originals[idx], new)
+
+    # ------------------------------------------------------------ checkpoint
+    def get_extra_state(self) -> Dict[str, Any]:
+        """Inpainted images of the masked views, whether the initial inpainting ran, and the update counter."""
+        if self.current is None:
+            return dict(self._pending_state or {})
+        views = self.views_with_masks()
+        return {
+            "initialized": bool(self.initialized),
+            "num_updates": int(self.num_updates),
+            "views": views.cpu(),
+            "inpainted": self.current[views].cpu(),
+        }
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or not state:
+            return
+        if self.current is None:
+            self._pending_state = state
+        else:
+            self._apply_state(state)
+
+    def _apply_state(self, state: Dict[str, Any]) -> None:
+        assert self.current is not None
+        views = state["views"].to(self.current.device).long()
+        images = state["inpainted"].to(self.current.device)
+        if images.shape[1:] != self.current.shape[1:] or (len(views) and int(views.max()) >= len(self.current)):
+            raise MaldInputError(
+                "the checkpoint's inpainted images do not match this scene's training views",
+                self.config.dataparser.data,
+                "resume with the same --data and data-parser options the run was started with",
+            )
+        self.current[views] = images
+        self.initialized = bool(state.get("initialized", False))
+        self.num_updates = int(state.get("num_updates", 0))
+        self._pending_state = None
+
+    def get_param_groups(self) -> Dict[str, List[torch.nn.Parameter]]:
+        return {}

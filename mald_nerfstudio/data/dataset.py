@@ -1,0 +1,60 @@
+"""The dataset of an inpainting scene: images, their inpainting masks, and the current inpainted images.
+
+Each item carries ``inpaint_mask`` (bool [H, W, 1], True = region to inpaint) next to ``image``. For training
+views the datamanager attaches the buffer of current inpainted images (:meth:`InpaintDataset.attach_images`);
+from then on ``dataset[i]["image"]`` is the current inpainted view, so everything that reads the dataset (the
+viewer's camera thumbnails, for instance) shows what the NeRF is being trained towards. Evaluation views keep
+their files: they are the object-free ground truth.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Literal, Optional
+
+import torch
+from torch import Tensor
+
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.data.datasets.base_dataset import InputDataset
+
+from mald_nerfstudio.data.image_io import read_rgb
+from mald_nerfstudio.data.inpaint_metadata import OBJECT_FREE_KEY, load_view_mask, masks_of
+
+
+class InpaintDataset(InputDataset):
+    """InputDataset plus inpainting masks and an optional in-memory image buffer."""
+
+    exclude_batch_keys_from_device = ["image", "mask", "inpaint_mask"]
+
+    def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0):
+        super().__init__(dataparser_outputs, scale_factor)
+        if scale_factor != 1.0:
+            raise ValueError("mald-nerf reads resolution from the data parser (--downscale-factor), not camera scaling")
+        self.mask_files, self.mask_spec = masks_of(dataparser_outputs.metadata)
+        self.object_free = bool(dataparser_outputs.metadata.get(OBJECT_FREE_KEY, False))
+        self._images: Optional[Tensor] = None
+
+    def attach_images(self, images: Tensor) -> None:
+        """Serve ``images`` (uint8 [N, H, W, 3], shared, updated in place) instead of the files."""
+        self._images = images
+
+    def get_numpy_image(self, image_idx: int):
+        if self._images is not None:
+            return self._images[image_idx].cpu().numpy()
+        return read_rgb(self._dataparser_outputs.image_filenames[image_idx])
+
+    def original_image(self, image_idx: int) -> Tensor:
+        """The view as stored on disk, uint8 [H, W, 3]."""
+        return torch.from_numpy(read_rgb(self._dataparser_outputs.image_filenames[image_idx]))
+
+    def inpaint_mask(self, image_idx: int) -> Tensor:
+        """Bool [H, W] inpainting mask of a view (all False when it has none)."""
+        height = int(self.cameras.height[image_idx])
+        width = int(self.cameras.width[image_idx])
+        path = self.mask_files[image_idx] if self.mask_files else None
+        return torch.from_numpy(load_view_mask(path, (height, width), self.mask_spec))
+
+    def get_data(self, image_idx: int, image_type: Literal["uint8", "float32"] = "float32") -> Dict:
+        data = super().get_data(image_idx, image_type)
+        data["inpaint_mask"] = self.inpaint_mask(image_idx)[..., None]
+        return data
