@@ -1,0 +1,437 @@
+"""The latent-diffusion inpainter: Stable Diffusion 2 inpainting (or any 9-channel diffusers inpainting model).
+
+Full strength (``strength == 1``) fills the hole from pure noise; partial strength runs partial DDIM from the
+NeRF's render (see :mod:`mald_nerfstudio.inpaint.partial_ddim`). Each view is cropped around its mask with
+context and processed at the model's working resolution (see :mod:`mald_nerfstudio.inpaint.region`), so images
+of any size work and small holes keep their detail.
+
+Loading is lazy: constructing the config or the inpainter touches neither the disk nor the network. The model
+is resolved and loaded on first use or by :meth:`LDMInpainter.load`; :meth:`LDMInpainter.check_available` only
+resolves the model folder and validates it (no weights in memory), so a run can fail at start-up with a clear
+:class:`~mald_nerfstudio.errors.MaldSetupError` instead of after hours of training. A hub id is first looked up
+in the local hub cache only; the hub is contacted only when the model is not cached and neither
+``local_files_only`` nor ``HF_HUB_OFFLINE`` is set. Nothing ever falls back to random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Type
+
+import torch
+from torch import Tensor
+
+from mald_nerfstudio.errors import MaldInputError, MaldSetupError
+from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
+from mald_nerfstudio.inpaint.partial_ddim import partial_ddim_inpaint, vae_scale_factor
+from mald_nerfstudio.inpaint.region import RegionPlan, crop_resize, crop_resize_mask, paste_back, plan_region
+
+if TYPE_CHECKING:  # heavy imports only for type checkers
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+#: Sub-folders a diffusers inpainting pipeline folder must have.
+REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+#: Input channels of an inpainting U-Net: noisy latents (4) + mask (1) + masked-image latents (4).
+INPAINTING_UNET_CHANNELS = 9
+#: Adapter name under which a scene LoRA is loaded into the pipeline.
+SCENE_ADAPTER = "scene"
+
+_FIX = (
+    "Pass a local folder holding a diffusers inpainting pipeline (saved with save_pretrained, or a copy of the "
+    "hub snapshot) with `--pipeline.ldm.model /path/to/folder`, or choose an inpainter that needs no weights "
+    "with `--pipeline.inpainter exemplar` or `--pipeline.inpainter telea`"
+)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+@dataclass
+class LDMInpainterConfig(InpainterConfig):
+    """Latent-diffusion inpainting with a diffusers 9-channel inpainting model (default: SD2 inpainting)."""
+
+    _target: Type = field(default_factory=lambda: LDMInpainter)
+    """Target class to instantiate."""
+    model: str = "stabilityai/stable-diffusion-2-inpainting"
+    """Hugging Face hub id or local folder of a diffusers inpainting pipeline (U-Net with 9 input channels)."""
+    revision: Optional[str] = None
+    """Hub revision (branch, tag or commit) of ``model``; None = the default branch."""
+    variant: Optional[str] = None
+    """Weight-file variant to load, e.g. "fp16" for the half-precision files of a hub repo; None = the default."""
+    cache_dir: Optional[Path] = None
+    """Hugging Face hub cache folder; None = the default (``HF_HUB_CACHE`` / ``HF_HOME``)."""
+    local_files_only: bool = False
+    """Never contact the hub: use a local folder or the hub cache only (also implied by ``HF_HUB_OFFLINE=1``)."""
+    prompt: str = "a photo of a scene"
+    """Text prompt when no scene token is set."""
+    scene_prompt: str = "a photo of {token} scene"
+    """Text prompt when ``scene_token`` is set; ``{token}`` is replaced by the token."""
+    scene_token: Optional[str] = None
+    """Scene-specific token learnt by the per-scene LoRA customisation (e.g. "sks"); None = plain prompt."""
+    negative_prompt: str = "blurry, low quality, text, watermark"
+    """Negative prompt for classifier-free guidance (what the fill should not look like)."""
+    guidance_scale: float = 7.5
+    """Classifier-free guidance weight; <= 1 disables guidance (half the U-Net work)."""
+    num_inference_steps: int = 50
+    """DDIM steps of a full-strength fill; a partial update at strength s runs round(s * steps) of them."""
+    eta: float = 0.0
+    """DDIM eta: 0 = deterministic DDIM, 1 = DDPM-like stochastic sampling."""
+    device: Optional[str] = None
+    """Device of the diffusion model; None = the NeRF's device. E.g. "cuda:1" to put it on a second GPU."""
+    fp16: bool = True
+    """Half precision on CUDA (about 2.6 GB of weights for SD2 instead of 5.2 GB); always fp32 on CPU."""
+    offload_to_cpu: bool = True
+    """Move the diffusion model to CPU memory between dataset updates, freeing GPU memory for the NeRF."""
+    batch_size: int = 4
+    """Views per diffusion-model call (lower it if the GPU runs out of memory during dataset updates)."""
+    working_size: int = 512
+    """Long side in pixels of the crop the model sees (SD2 inpainting's native 512); a multiple of 8."""
+    context_margin: float = 0.25
+    """Context around the mask's bounding box on each side, as a fraction of the box's longer side."""
+    lora_adapter: Optional[Path] = None
+    """Folder of a per-scene LoRA adapter (from ``mald-nerf-customize``) to load with the model; None = none."""
+    lora_scale: float = 1.0
+    """Weight of the LoRA adapter (0 = base model, 1 = as trained)."""
+
+
+def build_prompt(prompt: str, scene_prompt: str, scene_token: Optional[str]) -> str:
+    """The text prompt: ``prompt``, or ``scene_prompt`` with ``{token}`` replaced when a scene token is set."""
+    if not scene_token:
+        return prompt
+    if "{token}" not in scene_prompt:
+        raise MaldInputError(
+            f"the scene prompt {scene_prompt!r} has no {{token}} placeholder for the scene token {scene_token!r}",
+            fix='write it like "a photo of {token} scene"',
+        )
+    return scene_prompt.replace("{token}", scene_token)
+
+
+def _hub_offline() -> bool:
+    """Whether the environment forbids hub access (read at call time, not at import)."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return bool(constants.HF_HUB_OFFLINE) or any(str(f).upper() in ("1", "ON", "YES", "TRUE") for f in flags)
+
+
+def _looks_like_path(model: str) -> bool:
+    """True when ``model`` cannot be a hub id (absolute, relative with ./ or ~, more than one slash, ...)."""
+    return _HUB_ID.fullmatch(model) is None
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost exception of a chain (diffusers wraps the network error in an OSError)."""
+    seen = {id(err)}
+    while (err.__cause__ or err.__context__) is not None and id(err.__cause__ or err.__context__) not in seen:
+        err = err.__cause__ or err.__context__
+        seen.add(id(err))
+    return err
+
+
+def validate_pipeline_folder(folder: Path, tried: str) -> Path:
+    """Check that ``folder`` holds a diffusers pipeline with all components and a 9-channel U-Net."""
+    if not (folder / "model_index.json").is_file():
+        raise MaldSetupError(
+            f"The latent diffusion model {tried} resolved to {folder}, which is not a diffusers pipeline folder "
+            f"(no model_index.json). {_FIX}."
+        )
+    missing = [name for name in REQUIRED_COMPONENTS if not (folder / name).is_dir()]
+    if missing:
+        raise MaldSetupError(
+            f"The latent diffusion model folder {folder} (from {tried}) lacks the component folder(s) "
+            f"{', '.join(missing)}; an inpainting pipeline needs {', '.join(REQUIRED_COMPONENTS)}. {_FIX}."
+        )
+    try:
+        unet_config = json.loads((folder / "unet" / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise MaldSetupError(f"Cannot read the U-Net config of {folder} (from {tried}): {err}. {_FIX}.") from err
+    _check_inpainting_unet(unet_config.get("in_channels"), tried)
+    return folder
+
+
+def _check_inpainting_unet(in_channels: Optional[int], tried: str) -> None:
+    if in_channels != INPAINTING_UNET_CHANNELS:
+        raise MaldSetupError(
+            f"The latent diffusion model {tried} is not an inpainting model: its U-Net has in_channels="
+            f"{in_channels}, but an inpainting U-Net takes {INPAINTING_UNET_CHANNELS} input channels (4 noisy "
+            "latents + 1 mask + 4 masked-image latents), like stabilityai/stable-diffusion-2-inpainting. "
+            f"{_FIX}."
+        )
+
+
+def resolve_model_folder(
+    model: str,
+    revision: Optional[str] = None,
+    variant: Optional[str] = None,
+    cache_dir: Optional[Path] = None,
+    local_files_only: bool = False,
+) -> Path:
+    """The local folder of ``model`` (a folder, or a hub id looked up in the cache, downloaded only if allowed).
+
+    Raises:
+        MaldSetupError: the folder is missing or invalid, the hub id is not cached while offline, or the
+            download failed; the message names what was tried and how to fix it.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return validate_pipeline_folder(path, f"folder {path}")
+    if _looks_like_path(model):
+        raise MaldSetupError(
+            f"The latent diffusion model folder {path} does not exist (from --pipeline.ldm.model {model!r}). {_FIX}."
+        )
+
+    from diffusers import DiffusionPipeline
+
+    tried = f"hub id {model!r}" + (f" (revision {revision})" if revision else "")
+    download_kwargs = dict(revision=revision, variant=variant, cache_dir=str(cache_dir) if cache_dir else None)
+    try:
+        folder = DiffusionPipeline.download(model, local_files_only=True, **download_kwargs)
+    except Exception:  # noqa: BLE001 - not in the local cache (the exact error type varies across versions)
+        folder = None
+    if folder is None:
+        if local_files_only or _hub_offline():
+            reason = "local_files_only is set" if local_files_only else "HF_HUB_OFFLINE is set"
+            raise MaldSetupError(
+                f"The latent diffusion model {tried} is not in the Hugging Face cache "
+                f"({cache_dir or 'default cache'}), there is no local folder {path.resolve()} either, and {reason}, "
+                "so it cannot be downloaded. Download it once on a "
+                f"machine with internet (`hf download {model}`) and copy the cache or the snapshot folder here. "
+                f"{_FIX}."
+            )
+        try:
+            folder = DiffusionPipeline.download(model, **download_kwargs)
+        except Exception as err:  # noqa: BLE001 - network/auth/not-found errors all mean the same to the user
+            root = _root_cause(err)
+            raise MaldSetupError(
+                f"Could not download the latent diffusion model {tried} from the Hugging Face hub and it is not "
+                f"in the local cache ({type(root).__name__}: {root}). Check the id and your connection, or set "
+                f"HF_HUB_OFFLINE=1 to never try the network. {_FIX}."
+            ) from err
+    return validate_pipeline_folder(Path(folder), tried)
+
+
+class LDMInpainter(Inpainter):
+    """Inpaints views with a 9-channel latent diffusion model, at full or partial (DDIM) strength."""
+
+    config: LDMInpainterConfig
+
+    def __init__(self, config: LDMInpainterConfig, device: str | torch.device = "cpu", **kwargs) -> None:
+        super().__init__(config, device=config.device or device, **kwargs)
+        if config.working_size % 8 != 0 or config.working_size <= 0:
+            raise MaldInputError(f"ldm.working_size must be a positive multiple of 8, got {config.working_size}")
+        if config.batch_size < 1 or config.num_inference_steps < 1:
+            raise MaldInputError("ldm.batch_size and ldm.num_inference_steps must be at least 1")
+        self._folder: Optional[Path] = None
+        self._pipe: Optional["StableDiffusionInpaintPipeline"] = None
+
+    # ------------------------------------------------------------------ loading
+    def check_available(self) -> Path:
+        """Resolve and validate the model folder without loading weights; raise MaldSetupError if unusable."""
+        if self._folder is None:
+            c = self.config
+            self._folder = resolve_model_folder(c.model, c.revision, c.variant, c.cache_dir, c.local_files_only)
+        return self._folder
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype: fp16 on CUDA when enabled, else fp32."""
+        return torch.float16 if self.config.fp16 and self.device.type == "cuda" else torch.float32
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory."""
+        return self._pipe is not None
+
+    def load(self) -> "StableDiffusionInpaintPipeline":
+        """Load the pipeline (once) on the inpainter's device, with a DDIM scheduler; return it."""
+        if self._pipe is not None:
+            return self._pipe
+        folder = self.check_available()
+        from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
+
+        try:
+            pipe = StableDiffusionInpaintPipeline.from_pretrained(
+                str(folder),
+                torch_dtype=self.dtype,
+                variant=self.config.variant,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                local_files_only=True,
+            )
+        except Exception as err:  # noqa: BLE001 - corrupt/missing weight files, wrong classes, ...
+            raise MaldSetupError(
+                f"Could not load the latent diffusion model from {folder} (model {self.config.model!r}): "
+                f"{type(err).__name__}: {err}. {_FIX}."
+            ) from err
+        _check_inpainting_unet(pipe.unet.config.in_channels, f"{self.config.model!r}")
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+            module.requires_grad_(False).eval()
+        self._pipe = pipe.to(self.device)
+        if self.config.lora_adapter is not None:
+            self.load_lora(self.config.lora_adapter, scale=self.config.lora_scale)
+        return self._pipe
+
+    @property
+    def pipe(self) -> "StableDiffusionInpaintPipeline":
+        """The diffusers pipeline (loaded on first access)."""
+        return self.load()
+
+    @property
+    def vae(self) -> "AutoencoderKL":
+        """The VAE."""
+        return self.load().vae
+
+    @property
+    def unet(self) -> "UNet2DConditionModel":
+        """The 9-channel inpainting U-Net."""
+        return self.load().unet
+
+    @property
+    def text_encoder(self) -> "CLIPTextModel":
+        """The CLIP text encoder."""
+        return self.load().text_encoder
+
+    @property
+    def tokenizer(self) -> "CLIPTokenizer":
+        """The CLIP tokenizer."""
+        return self.load().tokenizer
+
+    @property
+    def scheduler(self) -> "DDIMScheduler":
+        """The DDIM scheduler."""
+        return self.load().scheduler
+
+    # ------------------------------------------------------------------ memory placement
+    def to_device(self) -> None:
+        """Move the model onto its compute device (after :meth:`offload`)."""
+        pipe = self.load()
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+            module.to(self.device)
+
+    def offload(self) -> None:
+        """Move the model to CPU memory and release cached GPU memory (no-op when not loaded or on CPU)."""
+        if self._pipe is None or self.device.type == "cpu":
+            return
+        for module in (self._pipe.unet, self._pipe.vae, self._pipe.text_encoder):
+            module.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ LoRA
+    def load_lora(self, adapter_dir: Path | str, scale: float = 1.0) -> None:
+        """Load a LoRA adapter saved in diffusers' format (``save_lora_weights``) as the active scene adapter.
+
+        A previously loaded scene adapter is replaced.
+        """
+        adapter_dir = Path(adapter_dir)
+        if not adapter_dir.exists():
+            raise MaldSetupError(
+                f"The LoRA adapter folder {adapter_dir} does not exist. Run `mald-nerf-customize` to create it or "
+                "leave --pipeline.ldm.lora-adapter unset"
+            )
+        pipe = self.load()
+        self.unload_lora()
+        pipe.load_lora_weights(str(adapter_dir), adapter_name=SCENE_ADAPTER)
+        pipe.set_adapters([SCENE_ADAPTER], adapter_weights=[scale])
+
+    def unload_lora(self) -> None:
+        """Remove any loaded LoRA adapter, restoring the base model."""
+        if self._pipe is not None and SCENE_ADAPTER in self._pipe.get_list_adapters().get("unet", []):
+            self._pipe.delete_adapters(SCENE_ADAPTER)
+
+    # ------------------------------------------------------------------ inpainting
+    @property
+    def prompt(self) -> str:
+        """The text prompt in use (with the scene token when set)."""
+        return build_prompt(self.config.prompt, self.config.scene_prompt, self.config.scene_token)
+
+    def encode_prompts(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """Text embeddings ``[1, L, D]`` of the prompt and (when guidance is on) of the negative prompt."""
+        pipe = self.load()
+        guided = self.config.guidance_scale > 1.0
+        positive, negative = pipe.encode_prompt(
+            self.prompt,
+            device=self.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=guided,
+            negative_prompt=self.config.negative_prompt if guided else None,
+        )
+        return positive, (negative if guided else None)
+
+    def plan(self, masks: Tensor) -> List[Optional[RegionPlan]]:
+        """Crop plan of each view (None for views with an empty mask)."""
+        factor = vae_scale_factor(self.load().vae)
+        return [
+            plan_region(mask, self.config.working_size, self.config.context_margin, multiple=factor)
+            for mask in masks
+        ]
+
+    def _fill(
+        self, images: Tensor, masks: Tensor, init: Optional[Tensor], strength: float, seeds: Sequence[int]
+    ) -> Tensor:
+        plans = self.plan(masks.cpu())
+        out = images.detach().float().clone()
+        groups: Dict[Tuple[int, int], List[int]] = defaultdict(list)
+        for index, plan in enumerate(plans):
+            if plan is not None:
+                groups[plan.size].append(index)
+        if not groups:
+            return out
+        self.to_device()
+        try:
+            positive, negative = self.encode_prompts()
+            for indices in groups.values():
+                for first in range(0, len(indices), self.config.batch_size):
+                    chunk = indices[first : first + self.config.batch_size]
+                    filled = self._fill_chunk(images, masks, init, strength, seeds, plans, chunk, positive, negative)
+                    for row, index in enumerate(chunk):
+                        out[index] = paste_back(out[index], filled[row].to(out.device), plans[index])
+        finally:
+            if self.config.offload_to_cpu:
+                self.offload()
+        return out
+
+    def _fill_chunk(
+        self,
+        images: Tensor,
+        masks: Tensor,
+        init: Optional[Tensor],
+        strength: float,
+        seeds: Sequence[int],
+        plans: Sequence[Optional[RegionPlan]],
+        chunk: Sequence[int],
+        positive: Tensor,
+        negative: Optional[Tensor],
+    ) -> Tensor:
+        """Inpaint the views ``chunk`` (same working size) at working resolution; returns ``[b, 3, h, w]``."""
+        crops = torch.stack([crop_resize(images[i].cpu(), plans[i]) for i in chunk])
+        crop_masks = torch.stack([crop_resize_mask(masks[i].cpu(), plans[i]) for i in chunk])
+        start = None
+        if strength < 1.0:
+            # Outside the hole the original is the truth; inside, the render is what partial DDIM refines.
+            renders = torch.stack([crop_resize(init[i].cpu(), plans[i]) for i in chunk])
+            start = torch.where(crop_masks, renders, crops).clamp(0.0, 1.0)
+        generators = [torch.Generator("cpu").manual_seed(int(seeds[i])) for i in chunk]
+        pipe = self.load()
+        return partial_ddim_inpaint(
+            pipe.vae,
+            pipe.unet,
+            pipe.scheduler,
+            images=crops.clamp(0.0, 1.0),
+            masks=crop_masks,
+            start=start,
+            prompt_embeds=positive,
+            negative_prompt_embeds=negative,
+            strength=strength,
+            num_inference_steps=self.config.num_inference_steps,
+            guidance_scale=self.config.guidance_scale,
+            generators=generators,
+            eta=self.config.eta,
+        )

@@ -1,0 +1,254 @@
+"""The latent-diffusion inpainter and partial DDIM, on a tiny random SD-inpainting pipeline (CPU, no network)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+import torch
+
+from mald_nerfstudio.errors import MaldSetupError
+from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig, build_prompt
+from mald_nerfstudio.inpaint.partial_ddim import encode_latents, num_denoising_steps, partial_ddim_inpaint
+
+STEPS = 10
+
+
+def _inpainter(folder: Path, **overrides) -> LDMInpainter:
+    config = LDMInpainterConfig(
+        model=str(folder), num_inference_steps=STEPS, working_size=64, guidance_scale=3.0, **overrides
+    )
+    return config.setup(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def inpainter(tiny_ldm_dir) -> LDMInpainter:
+    ldm = _inpainter(tiny_ldm_dir)
+    ldm.load()
+    return ldm
+
+
+class UNetSpy:
+    """Records every U-Net call's input and timestep through a forward pre-hook."""
+
+    def __init__(self, unet):
+        self.inputs: List[torch.Tensor] = []
+        self.timesteps: List[int] = []
+        self._handle = unet.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        self.inputs.append(args[0].detach().clone())
+        self.timesteps.append(int(args[1]))
+
+    def close(self):
+        self._handle.remove()
+
+
+def _scene(batch: int = 2, height: int = 64, width: int = 64, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, height, width, 3, generator=generator)
+    masks = torch.zeros(batch, height, width, dtype=torch.bool)
+    masks[:, height // 4 : height // 2, width // 3 : 2 * width // 3] = True
+    renders = torch.rand(batch, height, width, 3, generator=generator)
+    return images, masks, renders
+
+
+@pytest.mark.parametrize("strength", [0.3, 0.25, 0.75])
+def test_partial_strength_runs_rounded_steps_from_noised_start(inpainter, strength):
+    pipe = inpainter.pipe
+    images, masks, renders = _scene(batch=2)
+    images, renders = images.permute(0, 3, 1, 2), renders.permute(0, 3, 1, 2)
+    masks = masks[:, None]
+    positive, negative = inpainter.encode_prompts()
+    seeds = [11, 12]
+    spy = UNetSpy(pipe.unet)
+    try:
+        partial_ddim_inpaint(
+            pipe.vae, pipe.unet, pipe.scheduler, images, masks, renders, positive, negative,
+            strength=strength, num_inference_steps=STEPS, guidance_scale=3.0,
+            generators=[torch.Generator().manual_seed(s) for s in seeds],
+        )
+    finally:
+        spy.close()
+
+    expected_steps = int(strength * STEPS + 0.5)
+    assert num_denoising_steps(strength, STEPS) == expected_steps
+    assert len(spy.inputs) == expected_steps  # one (guidance-batched) U-Net call per denoising step
+    pipe.scheduler.set_timesteps(STEPS)
+    all_timesteps = pipe.scheduler.timesteps.tolist()
+    assert spy.timesteps == all_timesteps[STEPS - expected_steps :]
+
+    # The first U-Net input (conditional half, first 4 channels) is add_noise(encode(start)) at the first timestep.
+    first = torch.tensor([spy.timesteps[0]] * 2)
+    noise = torch.stack([torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    expected_latents = pipe.scheduler.add_noise(encode_latents(pipe.vae, renders), noise, first)
+    first_input = spy.inputs[0]
+    assert first_input.shape[:2] == (4, 9)  # [uncond, cond] x 2 views; 4 latents + 1 mask + 4 masked latents
+    assert torch.allclose(first_input[2:, :4], expected_latents, atol=1e-5)
+    assert torch.allclose(first_input[:2, :4], expected_latents, atol=1e-5)
+
+
+def test_full_strength_starts_from_pure_noise(inpainter):
+    images, masks, _ = _scene(batch=1)
+    spy = UNetSpy(inpainter.unet)
+    try:
+        inpainter.inpaint(images, masks, strength=1.0, seeds=[5])
+    finally:
+        spy.close()
+    assert len(spy.inputs) == STEPS
+    noise = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(spy.inputs[0][-1, :4], noise * inpainter.scheduler.init_noise_sigma, atol=1e-6)
+
+
+def test_zero_strength_returns_start_without_model_calls(inpainter):
+    images, masks, renders = _scene(batch=2)
+    spy = UNetSpy(inpainter.unet)
+    try:
+        out = inpainter.inpaint(images, masks, init=renders, strength=0.0)
+    finally:
+        spy.close()
+    assert spy.inputs == []
+    assert torch.allclose(out[masks], renders[masks], atol=1e-6)
+    assert torch.equal(out[~masks], images[~masks])
+
+
+def test_pixels_outside_mask_are_bit_exact(inpainter):
+    images, masks, renders = _scene(batch=2)
+    out = inpainter.inpaint(images, masks, init=renders, strength=0.5)
+    assert torch.equal(out[~masks], images[~masks])
+    assert not torch.allclose(out[masks], images[masks], atol=1e-3)
+
+
+def test_same_seed_same_output_and_different_seeds_differ(inpainter):
+    images, masks, renders = _scene(batch=1)
+    first = inpainter.inpaint(images, masks, init=renders, strength=0.6, seeds=[3])
+    again = inpainter.inpaint(images, masks, init=renders, strength=0.6, seeds=[3])
+    other = inpainter.inpaint(images, masks, init=renders, strength=0.6, seeds=[4])
+    assert torch.equal(first, again)
+    assert (first - other)[masks].abs().max() > 1e-3
+
+
+def test_view_result_does_not_depend_on_batch_companions(inpainter):
+    images, masks, renders = _scene(batch=2)
+    together = inpainter.inpaint(images, masks, init=renders, strength=0.5, seeds=[7, 8])
+    alone = inpainter.inpaint(images[1:], masks[1:], init=renders[1:], strength=0.5, seeds=[8])
+    assert torch.allclose(together[1], alone[0], atol=1e-4)
+
+
+def test_empty_mask_returns_original_without_model_calls(inpainter):
+    images, _, renders = _scene(batch=2)
+    masks = torch.zeros(images.shape[:3], dtype=torch.bool)
+    spy = UNetSpy(inpainter.unet)
+    try:
+        out = inpainter.inpaint(images, masks, init=renders, strength=0.5)
+    finally:
+        spy.close()
+    assert spy.inputs == []
+    assert torch.equal(out, images)
+
+
+def test_large_image_is_inpainted_in_a_crop_at_working_size(inpainter):
+    images, masks, renders = _scene(batch=1, height=96, width=200)
+    masks[:] = False
+    masks[:, 80:90, 185:195] = True  # small hole near the bottom-right corner
+    spy = UNetSpy(inpainter.unet)
+    try:
+        out = inpainter.inpaint(images, masks, init=renders, strength=0.4)
+    finally:
+        spy.close()
+    assert spy.inputs[0].shape[-2:] == (64 // 8, 64 // 8)  # a 64 x 64 crop, not the whole 96 x 200 image
+    assert torch.equal(out[~masks], images[~masks])
+    assert not torch.allclose(out[masks], images[masks], atol=1e-3)
+
+
+def test_construction_is_lazy(tmp_path):
+    ldm = LDMInpainterConfig(model=str(tmp_path / "not-there")).setup(device="cpu")
+    assert not ldm.loaded
+
+
+def test_missing_local_folder_gives_setup_error(tmp_path):
+    ldm = _inpainter(tmp_path / "no" / "such" / "folder")
+    with pytest.raises(MaldSetupError) as info:
+        ldm.check_available()
+    message = str(info.value)
+    assert str(tmp_path / "no" / "such" / "folder") in message
+    assert "--pipeline.ldm.model" in message and "--pipeline.inpainter exemplar" in message
+
+
+def test_uncached_hub_id_fails_fast_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ldm = LDMInpainterConfig(model="someone/uncached-inpainting-model", cache_dir=tmp_path).setup(device="cpu")
+    began = time.perf_counter()
+    with pytest.raises(MaldSetupError) as info:
+        ldm.load()
+    assert time.perf_counter() - began < 10.0
+    message = str(info.value)
+    assert "someone/uncached-inpainting-model" in message and "HF_HUB_OFFLINE" in message
+    assert "--pipeline.ldm.model" in message and "telea" in message
+
+
+def test_network_error_becomes_setup_error(tmp_path, monkeypatch):
+    import httpx
+    from diffusers import DiffusionPipeline
+
+    real_download = DiffusionPipeline.download.__func__
+    online_calls = []
+
+    def no_network(cls, name, **kwargs):
+        if kwargs.get("local_files_only"):
+            return real_download(cls, name, **kwargs)
+        online_calls.append(name)
+        raise httpx.ConnectError("[Errno -2] Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(DiffusionPipeline, "download", classmethod(no_network))
+    ldm = LDMInpainterConfig(model="someone/uncached-inpainting-model", cache_dir=tmp_path).setup(device="cpu")
+    with pytest.raises(MaldSetupError) as info:
+        ldm.check_available()
+    assert online_calls == ["someone/uncached-inpainting-model"]
+    assert "ConnectError" in str(info.value) and "--pipeline.inpainter" in str(info.value)
+
+
+def test_local_files_only_never_goes_online(tmp_path, monkeypatch):
+    from diffusers import DiffusionPipeline
+
+    real_download = DiffusionPipeline.download.__func__
+    online_calls = []
+
+    def record(cls, name, **kwargs):
+        if not kwargs.get("local_files_only"):
+            online_calls.append(name)
+        return real_download(cls, name, local_files_only=True, **{k: v for k, v in kwargs.items() if k != "local_files_only"})
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(DiffusionPipeline, "download", classmethod(record))
+    config = LDMInpainterConfig(model="someone/uncached-inpainting-model", cache_dir=tmp_path, local_files_only=True)
+    with pytest.raises(MaldSetupError, match="local_files_only"):
+        config.setup(device="cpu").check_available()
+    assert online_calls == []
+
+
+def test_non_inpainting_unet_is_rejected(tmp_path):
+    from tests.tiny_ldm import build_tiny_inpainting_pipeline
+
+    folder = build_tiny_inpainting_pipeline(tmp_path / "text-to-image", in_channels=4)
+    with pytest.raises(MaldSetupError, match="in_channels=4") as info:
+        _inpainter(folder).load()
+    assert "not an inpainting model" in str(info.value)
+
+
+def test_folder_without_pipeline_is_rejected(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(MaldSetupError, match="model_index.json"):
+        _inpainter(tmp_path).check_available()
+
+
+def test_scene_token_is_inserted_in_prompt():
+    assert build_prompt("a photo of a scene", "a photo of {token} scene", None) == "a photo of a scene"
+    assert build_prompt("a photo of a scene", "a photo of {token} scene", "sks") == "a photo of sks scene"
+    assert LDMInpainterConfig(scene_token="sks").setup(device="cpu").prompt == "a photo of sks scene"
