@@ -6,7 +6,6 @@ the NeRF's rendered patches.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Dict, Tuple
 

@@ -40,6 +40,7 @@ from nerfstudio.configs.base_config import InstantiateConfig
 
 from mald_nerfstudio.errors import MaldInputError
 
+
 def rays_to_patches(values: Float[Tensor, "N C"], patch_size: int) -> Float[Tensor, "B C P P"]:
     """Reshape per-ray values from nerfstudio's ``PatchPixelSampler`` into channels-first patches.
 
