@@ -156,7 +156,8 @@ class SpinNerfDataParser(DataParser):
             check_scene_images(files, mask_files, is_train, spec)
             self._checked = True
 
-        c2w = torch.from_numpy(poses.camera_to_worlds).float()
+        c2w = torch.eye(4).repeat(len(files), 1, 1)
+        c2w[:, :3, :4] = torch.from_numpy(poses.camera_to_worlds).float()
         c2w, transform = camera_utils.auto_orient_and_center_poses(
             c2w, method=self.config.orientation_method, center_method=self.config.center_method
         )
@@ -179,7 +180,7 @@ class SpinNerfDataParser(DataParser):
         indices = np.flatnonzero(is_train if split == "train" else ~is_train)
         idx = torch.from_numpy(indices).long()
         cameras = Cameras(
-            camera_to_worlds=c2w[idx],
+            camera_to_worlds=c2w[idx, :3, :4],
             fx=focal_px,
             fy=focal_px,
             cx=width / 2.0,
