@@ -1,0 +1,79 @@
+"""Scoring a trained pipeline on its object-free evaluation views (what ``ns-eval`` runs).
+
+Every evaluation view is rendered once; per-image metrics (PSNR, SSIM, their in-mask variants, LPIPS, M-LPIPS)
+are averaged with a NaN-aware mean (a view with an empty mask has no in-mask value), and the set metrics (FID,
+KID and their border-crop variants C-FID, C-KID) compare all renders with all ground-truth views.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import torchvision.utils as vutils
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from nerfstudio.utils.rich_utils import CONSOLE
+
+
+def _nan_stats(values: List[float]) -> tuple:
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return math.nan, math.nan
+    tensor = torch.tensor(finite, dtype=torch.float64)
+    std = float(tensor.std()) if len(finite) > 1 else 0.0
+    return float(tensor.mean()), std
+
+
+@torch.no_grad()
+def evaluate_views(
+    pipeline: Any, output_path: Optional[Path] = None, with_details: bool = False, get_std: bool = False
+) -> Dict[str, Any]:
+    """Render and score every evaluation view of ``pipeline``; see the module docstring."""
+    model = pipeline.model
+    loader = pipeline.datamanager.fixed_indices_eval_dataloader
+    names = [Path(p).name for p in pipeline.datamanager.eval_dataset.image_filenames]
+    pipeline.eval()
+    per_image: List[Dict[str, Any]] = []
+    preds, gts, masks = [], [], []
+    if output_path is not None:
+        output_path.mkdir(parents=True, exist_ok=True)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as progress:
+        task = progress.add_task("[green]Evaluating object-free views", total=len(names))
+        for index, (camera, batch) in enumerate(loader):
+            outputs = model.get_outputs_for_camera(camera=camera)
+            metrics, images = model.get_image_metrics_and_images(outputs, batch)
+            if output_path is not None:
+                for key, image in images.items():
+                    vutils.save_image(image.permute(2, 0, 1).cpu(), output_path / f"eval_{key}_{index:04d}.png")
+            per_image.append({"image": names[index], **metrics})
+            preds.append(outputs["rgb"].cpu())
+            gts.append(batch["image"][..., :3].cpu())
+            mask = batch.get("inpaint_mask")
+            masks.append(None if mask is None else mask[..., 0].cpu())
+            progress.advance(task)
+    pipeline.train()
+
+    result: Dict[str, Any] = {}
+    keys = [k for k in per_image[0] if k != "image"] if per_image else []
+    for key in keys:
+        mean, std = _nan_stats([float(entry.get(key, math.nan)) for entry in per_image])
+        result[key] = mean
+        if get_std:
+            result[f"{key}_std"] = std
+    have_masks = all(m is not None for m in masks)
+    result.update(
+        model.metrics.per_set(preds, gts, masks if have_masks else None, masks if have_masks else None)
+    )
+    unavailable = dict(model.metrics.unavailable)
+    for name, reason in unavailable.items():
+        CONSOLE.print(f"[bold yellow]Skipped metric {name}: {reason}")
+    if with_details:
+        result["num_views"] = len(per_image)
+        result["per_image"] = per_image
+        result["unavailable_metrics"] = unavailable
+    return result

@@ -1,0 +1,183 @@
+"""Iterative dataset update (MALD-NeRF component 3).
+
+Before training every masked training view is inpainted once at full strength. Then, every ``update_every``
+steps from ``first_update_step`` on, ``views_per_update`` views (cycling through all masked views, so each is
+refreshed in turn) are re-inpainted from the NeRF's current render of the view with partial denoising at
+strength ``t(k) = t_max - (t_max - t_min) * sqrt(k / K)``, ``k`` the update index and ``K`` the index of the
+last update. Pixels outside the masks always stay the original pixels.
+
+The update counter lives in the datamanager's checkpointed state, so a resumed run continues the schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor
+
+from nerfstudio.utils import writer
+
+from mald_nerfstudio.inpaint.base import Inpainter
+from mald_nerfstudio.inpaint.schedule import noise_strength
+
+if TYPE_CHECKING:
+    from mald_nerfstudio.data.datamanager import MaldDataManager
+    from nerfstudio.models.base_model import Model
+
+
+@dataclass
+class DatasetUpdateConfig:
+    """When and how strongly the inpainted training images are refreshed from the NeRF's renders."""
+
+    enabled: bool = True
+    """Refresh the inpainted images during training (off: keep the initial inpainting, as SPIn-NeRF does)."""
+    update_every: int = 200
+    """U: steps between two dataset updates."""
+    views_per_update: int = 4
+    """V: views re-inpainted at each update (cycling so that every masked view is refreshed in turn)."""
+    first_update_step: int = 2000
+    """Step of the first update; before it the NeRF learns from the initial inpainting only."""
+    t_max: float = 0.85
+    """Partial-denoising strength of the first update (1 would ignore the render)."""
+    t_min: float = 0.2
+    """Strength of the last update."""
+    num_updates: Optional[int] = None
+    """K, the index of the update that reaches t_min. None: the last update that fits in max-num-iterations."""
+    seed: int = 0
+    """Base seed of the updates; update k of view i uses a seed derived from (seed, k, i)."""
+
+
+def scheduled_update_steps(config: DatasetUpdateConfig, max_num_iterations: int) -> List[int]:
+    """Training steps at which updates run in a run of ``max_num_iterations`` steps (steps 0..max-1)."""
+    if not config.enabled or config.update_every <= 0:
+        return []
+    return list(range(max(config.first_update_step, 1), max_num_iterations, config.update_every))
+
+
+def last_update_index(config: DatasetUpdateConfig, max_num_iterations: int) -> int:
+    """K of the schedule: the configured value, else the index of the last update that fits."""
+    if config.num_updates is not None:
+        return config.num_updates
+    return max(len(scheduled_update_steps(config, max_num_iterations)) - 1, 0)
+
+
+def view_seeds(base: int, update_index: int, views: Sequence[int]) -> List[int]:
+    """Distinct, reproducible seeds per (update, view)."""
+    return [base + 100_003 * (update_index + 1) + int(v) for v in views]
+
+
+@torch.no_grad()
+def render_mask_regions(model: "Model", datamanager: "MaldDataManager", views: Sequence[int]) -> Tensor:
+    """Render each view inside its mask's bounding box; outside it the current inpainted image is kept.
+
+    Returns float [V, H, W, 3]. Only the box is rendered, which is what the inpainters change.
+    """
+    _, current, masks = datamanager.view_images(views)
+    out = current.clone()
+    was_training = model.training
+    model.eval()
+    try:
+        for row, (view, mask) in enumerate(zip(views, masks)):
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            if len(ys) == 0:
+                continue
+            top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+            grid_y, grid_x = torch.meshgrid(
+                torch.arange(top, bottom, device=mask.device), torch.arange(left, right, device=mask.device),
+                indexing="ij",
+            )
+            indices = torch.stack([torch.full_like(grid_y, int(view)), grid_y, grid_x], dim=-1).reshape(-1, 3)
+            bundle = datamanager.train_ray_generator(indices.to(datamanager.device))
+            camera_optimizer = getattr(model, "camera_optimizer", None)
+            if camera_optimizer is not None:
+                camera_optimizer.apply_to_raybundle(bundle)
+            bundle = bundle.reshape((bottom - top, right - left))
+            rgb = model.get_outputs_for_camera_ray_bundle(bundle)["rgb"]
+            out[row, top:bottom, left:right] = rgb.to(out).clamp(0, 1)
+    finally:
+        model.train(was_training)
+    return out
+
+
+class DatasetUpdater:
+    """Runs the initial inpainting and the scheduled updates against a datamanager's image buffer."""
+
+    def __init__(
+        self,
+        config: DatasetUpdateConfig,
+        datamanager: "MaldDataManager",
+        model: "Model",
+        inpainter: Inpainter,
+        max_num_iterations: int,
+        batch_size: int = 1,
+        on_update: Optional[Callable[[List[int]], None]] = None,
+    ) -> None:
+        self.config = config
+        self.datamanager = datamanager
+        self.model = model
+        self.inpainter = inpainter
+        self.max_num_iterations = max_num_iterations
+        self.batch_size = max(1, batch_size)
+        self.on_update = on_update
+        self.update_steps = set(scheduled_update_steps(config, max_num_iterations))
+        self.last_index = last_update_index(config, max_num_iterations)
+
+    def initial_inpainting(self) -> None:
+        """Inpaint every masked training view at full strength from its original image (progress bar)."""
+        views = self.datamanager.views_with_masks().tolist()
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ) as progress:
+            task = progress.add_task("[green]Inpainting training views", total=len(views))
+            for start in range(0, len(views), self.batch_size):
+                chunk = views[start : start + self.batch_size]
+                originals, _, masks = self.datamanager.view_images(chunk)
+                filled = self.inpainter.inpaint(originals, masks, seeds=view_seeds(self.config.seed, -1, chunk))
+                self.datamanager.set_inpainted(chunk, filled)
+                progress.advance(task, len(chunk))
+        self.datamanager.initialized = True
+        if self.on_update is not None:
+            self.on_update(views)
+
+    def strength(self, update_index: int) -> float:
+        """Partial-denoising strength of update ``update_index``."""
+        return noise_strength(update_index, self.last_index, self.config.t_max, self.config.t_min)
+
+    def views_of_update(self, update_index: int) -> List[int]:
+        """The views refreshed by an update: the next V masked views in a fixed cycle."""
+        views = self.datamanager.views_with_masks().tolist()
+        if not views:
+            return []
+        count = min(self.config.views_per_update, len(views))
+        start = update_index * self.config.views_per_update
+        return [views[(start + i) % len(views)] for i in range(count)]
+
+    def step(self, step: int) -> bool:
+        """Run the update scheduled at ``step``, if any. Returns whether one ran."""
+        if step not in self.update_steps:
+            return False
+        k = self.datamanager.num_updates
+        views = self.views_of_update(k)
+        if not views:
+            return False
+        strength = self.strength(k)
+        for start in range(0, len(views), self.batch_size):
+            chunk = views[start : start + self.batch_size]
+            renders = render_mask_regions(self.model, self.datamanager, chunk)
+            originals, _, masks = self.datamanager.view_images(chunk)
+            filled = self.inpainter.inpaint(
+                originals, masks, init=renders, strength=strength, seeds=view_seeds(self.config.seed, k, chunk)
+            )
+            self.datamanager.set_inpainted(chunk, filled)
+        self.datamanager.num_updates = k + 1
+        writer.put_scalar("Dataset update/strength", strength, step)
+        writer.put_scalar("Dataset update/count", k + 1, step)
+        if self.on_update is not None:
+            self.on_update(views)
+        return True

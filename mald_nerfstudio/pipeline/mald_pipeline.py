@@ -1,0 +1,174 @@
+"""The MALD-NeRF pipeline: nerfstudio's VanillaPipeline plus the 2D inpainter and the dataset updates.
+
+Before the first training step (:meth:`MaldPipeline.prepare_training`, called by the trainer):
+
+1. when the latent diffusion inpainter is used and customisation is on, LoRA-customise it to the scene
+   (cached per scene, see :mod:`mald_nerfstudio.inpaint.lora`);
+2. inpaint every masked training view once at full strength.
+
+Both are skipped when the run resumes from a checkpoint that already holds the inpainted images. During
+training a callback runs the scheduled dataset updates (:mod:`mald_nerfstudio.pipeline.dataset_update`) and the
+viewer shows the refreshed images, the update count and the current strength.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Type
+
+import torch
+
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerNumber
+
+from mald_nerfstudio.data.datamanager import MaldDataManager, MaldDataManagerConfig
+from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.eval.evaluate import evaluate_views
+from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
+from mald_nerfstudio.inpaint.exemplar import ExemplarInpainterConfig
+from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig
+from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
+from mald_nerfstudio.model.mald_model import MaldNerfModel, MaldNerfModelConfig
+from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, DatasetUpdater
+from mald_nerfstudio.pipeline.viewer_feedback import refresh_camera_thumbnails
+
+
+@dataclass
+class MaldPipelineConfig(VanillaPipelineConfig):
+    """MALD-NeRF: nerfacto + masked adversarial training + LDM inpainting with iterative dataset updates."""
+
+    _target: Type = field(default_factory=lambda: MaldPipeline)
+    """Target class to instantiate."""
+    datamanager: MaldDataManagerConfig = field(default_factory=MaldDataManagerConfig)
+    """Data manager: observed rays and mask patches."""
+    model: MaldNerfModelConfig = field(default_factory=MaldNerfModelConfig)
+    """The NeRF and its losses."""
+    inpainter: Literal["ldm", "exemplar", "telea"] = "ldm"
+    """2D inpainter: 'ldm' (latent diffusion, the paper's), 'exemplar' (offline patch-based: sharp fills that
+    differ per view, like an LDM's), 'telea' (OpenCV, offline, smooth and nearly view-consistent fills)."""
+    ldm: LDMInpainterConfig = field(default_factory=LDMInpainterConfig)
+    """Latent diffusion inpainter (used when inpainter is 'ldm')."""
+    exemplar: ExemplarInpainterConfig = field(default_factory=ExemplarInpainterConfig)
+    """Exemplar inpainter (used when inpainter is 'exemplar')."""
+    telea: TeleaInpainterConfig = field(default_factory=TeleaInpainterConfig)
+    """OpenCV inpainter (used when inpainter is 'telea')."""
+    dataset_update: DatasetUpdateConfig = field(default_factory=DatasetUpdateConfig)
+    """Iterative dataset update: schedule and noise strengths."""
+
+
+class MaldPipeline(VanillaPipeline):
+    """VanillaPipeline with the inpainting dataset and its updates."""
+
+    config: MaldPipelineConfig
+    datamanager: MaldDataManager
+
+    def __init__(self, config: MaldPipelineConfig, device: str, test_mode: str = "val", *args, **kwargs):
+        super().__init__(config, device, test_mode, *args, **kwargs)  # type: ignore[arg-type]
+        self._inpainter: Optional[Inpainter] = None
+        self.updater: Optional[DatasetUpdater] = None
+        self.viewer_update_count = ViewerNumber("Dataset updates done", 0, disabled=True)
+        self.viewer_strength = ViewerNumber("Current update strength", 1.0, disabled=True)
+        if test_mode == "val" and config.inpainter == "ldm":
+            # Fail at start-up, not after data loading and pre-training work, when the weights are missing.
+            self.inpainter_config().setup(device=self._ldm_device()).check_available()  # type: ignore[attr-defined]
+
+    # -------------------------------------------------------------- inpainter
+    def inpainter_config(self) -> InpainterConfig:
+        """The configuration of the selected 2D inpainter."""
+        return getattr(self.config, self.config.inpainter)
+
+    def _ldm_device(self) -> str:
+        return self.config.ldm.device or str(self.device)
+
+    @property
+    def inpainter(self) -> Inpainter:
+        """The 2D inpainter, built on first use."""
+        if self._inpainter is None:
+            device = self._ldm_device() if self.config.inpainter == "ldm" else "cpu"
+            self._inpainter = self.inpainter_config().setup(device=device)
+        return self._inpainter
+
+    # ---------------------------------------------------------- preparation
+    def prepare_training(self, trainer: Any) -> None:
+        """Inpaint the training views before the first step (skipped when a checkpoint restored them)."""
+        self.updater = DatasetUpdater(
+            self.config.dataset_update,
+            self.datamanager,
+            self.model,
+            self.inpainter,
+            max_num_iterations=trainer.config.max_num_iterations,
+            batch_size=getattr(self.inpainter_config(), "batch_size", 1),
+            on_update=lambda views: self._show_update(trainer, views),
+        )
+        if self.datamanager.initialized:
+            CONSOLE.print(
+                f"Resuming with the checkpoint's inpainted images ({self.datamanager.num_updates} dataset updates)."
+            )
+        else:
+            self.updater.initial_inpainting()
+        self._release_inpainter()
+        steps = sorted(self.updater.update_steps)
+        if steps:
+            CONSOLE.print(
+                f"Dataset updates: {len(steps)} at steps {steps[0]}..{steps[-1]} every "
+                f"{self.config.dataset_update.update_every}, strength {self.updater.strength(0):.2f} -> "
+                f"{self.updater.strength(self.updater.last_index):.2f}."
+            )
+
+    def _release_inpainter(self) -> None:
+        if isinstance(self._inpainter, LDMInpainter) and self.config.ldm.offload_to_cpu:
+            self._inpainter.offload()
+
+    def _show_update(self, trainer: Any, views: List[int]) -> None:
+        self.viewer_update_count.value = int(self.datamanager.num_updates)
+        if self.updater is not None:
+            self.viewer_strength.value = float(self.updater.strength(max(self.datamanager.num_updates - 1, 0)))
+        viewer_state = getattr(trainer, "viewer_state", None)
+        if viewer_state is not None:
+            refresh_camera_thumbnails(viewer_state, self.datamanager.train_dataset, views)
+
+    def _dataset_update_callback(self, step: int) -> None:
+        if self.updater is not None and self.updater.step(step):
+            self._release_inpainter()
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        callbacks.append(
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                update_every_num_iters=1,
+                func=self._dataset_update_callback,
+            )
+        )
+        return callbacks
+
+    # ------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ) -> Dict[str, Any]:
+        """Metrics over the object-free evaluation views: per-image averages plus the set metrics (FID/KID).
+
+        With ``get_std`` (as ``ns-eval`` calls it) the result also lists every image's metrics under
+        ``per_image`` and the metrics that could not be computed, with the reason, under ``unavailable_metrics``.
+        """
+        dataset = self.datamanager.eval_dataset
+        if dataset is None or len(dataset) == 0:
+            raise MaldInputError(
+                "this scene has no object-free evaluation views, so there is no ground truth to score against",
+                self.datamanager.get_datapath(),
+                "SPIn-NeRF layout: the first --num-test-views images are the object-free views; nerfstudio "
+                "format: mark them with \"object_free\": true in transforms.json",
+            )
+        return evaluate_views(self, output_path=output_path, with_details=get_std, get_std=get_std)
+
+    # --------------------------------------------------------------- losses
+    def get_discriminator_loss_dict(self, step: int) -> Dict[str, torch.Tensor]:
+        """The discriminator's loss on the patches of the current iteration (used by the trainer)."""
+        model = self.model
+        if isinstance(model, MaldNerfModel):
+            return model.get_discriminator_loss_dict(step)
+        return {}

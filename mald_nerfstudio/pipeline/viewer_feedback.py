@@ -1,0 +1,52 @@
+"""Shows the iterative dataset update in nerfstudio's viewer.
+
+The viewer draws each training camera as a frustum with a thumbnail of its image. After an update we redraw
+the frustums of the refreshed views with their new inpainted images, so the user sees what the NeRF is being
+trained towards. The panel numbers (update count, current strength) live on the pipeline as ViewerNumbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _thumbnail(image_uint8: torch.Tensor, height: int = 100) -> np.ndarray:
+    """Resize uint8 [H, W, 3] to the viewer's thumbnail height."""
+    chw = image_uint8.permute(2, 0, 1)[None].float()
+    width = max(1, round(chw.shape[-1] * height / chw.shape[-2]))
+    small = F.interpolate(chw, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return small[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def refresh_camera_thumbnails(viewer_state: Any, dataset: Any, views: Sequence[int]) -> int:
+    """Redraw the frustums of ``views`` with the dataset's current images; returns how many were redrawn."""
+    handles = getattr(viewer_state, "camera_handles", None)
+    server = getattr(viewer_state, "viser_server", None)
+    if not handles or server is None:
+        return 0
+    redrawn = 0
+    for view in views:
+        handle = handles.get(int(view))
+        if handle is None:
+            continue
+        image = torch.from_numpy(np.ascontiguousarray(dataset.get_numpy_image(int(view))))
+        camera = dataset.cameras[int(view)]
+        new_handle = server.scene.add_camera_frustum(
+            name=f"/cameras/camera_{int(view):05d}",
+            fov=float(2 * np.arctan(float(camera.cx[0]) / float(camera.fx[0]))),
+            scale=viewer_state.config.camera_frustum_scale,
+            aspect=float(camera.cx[0] / camera.cy[0]),
+            image=_thumbnail(image),
+            wxyz=handle.wxyz,
+            position=handle.position,
+            visible=handle.visible,
+        )
+        for callback in getattr(getattr(handle, "_impl", None), "click_cb", None) or []:
+            new_handle.on_click(callback)
+        handles[int(view)] = new_handle
+        redrawn += 1
+    return redrawn
