@@ -93,7 +93,8 @@ class LDMInpainterConfig(InpainterConfig):
     context_margin: float = 0.25
     """Context around the mask's bounding box on each side, as a fraction of the box's longer side."""
     lora_adapter: Optional[Path] = None
-    """Folder of a per-scene LoRA adapter (from ``mald-nerf-customize``) to load with the model; None = none."""
+    """Folder of a per-scene LoRA adapter (from ``mald-nerf-customize``) to load with the model; its scene token
+    replaces ``scene_token``. None = no adapter."""
     lora_scale: float = 1.0
     """Weight of the LoRA adapter (0 = base model, 1 = as trained)."""
 
@@ -251,12 +252,16 @@ class LDMInpainter(Inpainter):
         if self._pipe is not None:
             return self._pipe
         folder = self.check_available()
+        import diffusers
         from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
+        from packaging import version
 
+        # diffusers 0.42 renamed from_pretrained's `torch_dtype` to `dtype` (the old name still works, deprecated).
+        dtype_kwarg = "dtype" if version.parse(diffusers.__version__).release >= (0, 42) else "torch_dtype"
         try:
             pipe = StableDiffusionInpaintPipeline.from_pretrained(
                 str(folder),
-                torch_dtype=self.dtype,
+                **{dtype_kwarg: self.dtype},
                 variant=self.config.variant,
                 safety_checker=None,
                 feature_extractor=None,
@@ -275,7 +280,9 @@ class LDMInpainter(Inpainter):
             module.requires_grad_(False).eval()
         self._pipe = pipe.to(self.device)
         if self.config.lora_adapter is not None:
-            self.load_lora(self.config.lora_adapter, scale=self.config.lora_scale)
+            from mald_nerfstudio.inpaint.lora import load_adapter  # lora imports this module
+
+            load_adapter(self, self.config.lora_adapter, scale=self.config.lora_scale)
         return self._pipe
 
     @property
@@ -343,8 +350,8 @@ class LDMInpainter(Inpainter):
 
     def unload_lora(self) -> None:
         """Remove any loaded LoRA adapter, restoring the base model."""
-        if self._pipe is not None and SCENE_ADAPTER in self._pipe.get_list_adapters().get("unet", []):
-            self._pipe.delete_adapters(SCENE_ADAPTER)
+        if self._pipe is not None:
+            self._pipe.unload_lora_weights()
 
     # ------------------------------------------------------------------ inpainting
     @property
