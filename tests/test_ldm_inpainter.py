@@ -75,8 +75,17 @@ def test_partial_strength_runs_rounded_steps_from_noised_start(inpainter, streng
     spy = UNetSpy(pipe.unet)
     try:
         partial_ddim_inpaint(
-            pipe.vae, pipe.unet, pipe.scheduler, images, masks, renders, positive, negative,
-            strength=strength, num_inference_steps=STEPS, guidance_scale=3.0,
+            pipe.vae,
+            pipe.unet,
+            pipe.scheduler,
+            images,
+            masks,
+            renders,
+            positive,
+            negative,
+            strength=strength,
+            num_inference_steps=STEPS,
+            guidance_scale=3.0,
             generators=[torch.Generator().manual_seed(s) for s in seeds],
         )
     finally:
@@ -231,7 +240,9 @@ def test_local_files_only_never_goes_online(tmp_path, monkeypatch):
     def record(cls, name, **kwargs):
         if not kwargs.get("local_files_only"):
             online_calls.append(name)
-        return real_download(cls, name, local_files_only=True, **{k: v for k, v in kwargs.items() if k != "local_files_only"})
+        return real_download(
+            cls, name, local_files_only=True, **{k: v for k, v in kwargs.items() if k != "local_files_only"}
+        )
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
@@ -239,6 +250,34 @@ def test_local_files_only_never_goes_online(tmp_path, monkeypatch):
     config = LDMInpainterConfig(model="someone/uncached-inpainting-model", cache_dir=tmp_path, local_files_only=True)
     with pytest.raises(MaldSetupError, match="local_files_only"):
         config.setup(device="cpu").check_available()
+    assert online_calls == []
+
+
+def test_cached_hub_id_loads_offline_without_network(tiny_ldm_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from diffusers import DiffusionPipeline
+
+    # The hub cache layout: refs/main names the snapshot folder holding the repository's files.
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--someone--tiny-inpainting"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_ldm_dir, repo / "snapshots" / commit)
+
+    real_download = DiffusionPipeline.download.__func__
+    online_calls = []
+
+    def local_only(cls, name, **kwargs):
+        if not kwargs.get("local_files_only"):
+            online_calls.append(name)
+        return real_download(cls, name, **kwargs)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(DiffusionPipeline, "download", classmethod(local_only))
+    ldm = LDMInpainterConfig(model="someone/tiny-inpainting", cache_dir=tmp_path).setup(device="cpu")
+    assert ldm.check_available() == repo / "snapshots" / commit
+    assert ldm.load().unet.config.in_channels == 9
     assert online_calls == []
 
 

@@ -195,8 +195,8 @@ def test_command_line_writes_adapter(tiny_ldm_dir, tmp_path, capsys):
     _write_scene(tmp_path, images, masks)
     args = [
         "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
-        "--ldm.model", str(tiny_ldm_dir), "--device", "cpu",
-        "--lora.steps", "1", "--lora.resolution", "32", "--lora.batch-size", "1", "--lora.cache-dir", str(tmp_path / "c"),
+        "--ldm.model", str(tiny_ldm_dir), "--device", "cpu", "--lora.cache-dir", str(tmp_path / "c"),
+        "--lora.steps", "1", "--lora.resolution", "32", "--lora.batch-size", "1",
     ]  # fmt: skip
     command = tyro.cli(CustomizeCommand, args=args)
     adapter = command.main()

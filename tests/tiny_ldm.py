@@ -68,9 +68,7 @@ def build_tiny_tokenizer(folder: Union[str, Path]):
     return CLIPTokenizer.from_pretrained(str(folder))
 
 
-def build_tiny_inpainting_pipeline(
-    folder: Union[str, Path, None] = None, in_channels: int = 9, seed: int = 0
-) -> Path:
+def build_tiny_inpainting_pipeline(folder: Union[str, Path, None] = None, in_channels: int = 9, seed: int = 0) -> Path:
     """Build and save a tiny random SD-inpainting pipeline; return the folder it was saved to.
 
     Args:

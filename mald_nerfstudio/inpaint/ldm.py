@@ -248,7 +248,11 @@ class LDMInpainter(Inpainter):
         return self._pipe is not None
 
     def load(self) -> "StableDiffusionInpaintPipeline":
-        """Load the pipeline (once) on the inpainter's device, with a DDIM scheduler; return it."""
+        """Load the pipeline (once) with a DDIM scheduler; return it.
+
+        The weights go to the inpainter's device, or stay in CPU memory until first used when ``offload_to_cpu``
+        is set (so an early ``load()`` to fail fast takes no GPU memory).
+        """
         if self._pipe is not None:
             return self._pipe
         folder = self.check_available()
@@ -278,7 +282,9 @@ class LDMInpainter(Inpainter):
         pipe.set_progress_bar_config(disable=True)
         for module in (pipe.unet, pipe.vae, pipe.text_encoder):
             module.requires_grad_(False).eval()
-        self._pipe = pipe.to(self.device)
+        self._pipe = pipe
+        if not self.config.offload_to_cpu:  # otherwise it waits in CPU memory until first used
+            self.to_device()
         if self.config.lora_adapter is not None:
             from mald_nerfstudio.inpaint.lora import load_adapter  # lora imports this module
 
@@ -376,8 +382,7 @@ class LDMInpainter(Inpainter):
         """Crop plan of each view (None for views with an empty mask)."""
         factor = vae_scale_factor(self.load().vae)
         return [
-            plan_region(mask, self.config.working_size, self.config.context_margin, multiple=factor)
-            for mask in masks
+            plan_region(mask, self.config.working_size, self.config.context_margin, multiple=factor) for mask in masks
         ]
 
     def _fill(

@@ -33,9 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
-from torch import Tensor
-
 from nerfstudio.configs.base_config import InstantiateConfig
+from torch import Tensor
 
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig, build_prompt
@@ -199,7 +198,10 @@ def training_batch(
 
 
 def scene_cache_key(
-    images: Float[Tensor, "B H W 3"], object_masks: Bool[Tensor, "B H W"], base_model: str, config: LoRACustomizationConfig
+    images: Float[Tensor, "B H W 3"],
+    object_masks: Bool[Tensor, "B H W"],
+    base_model: str,
+    config: LoRACustomizationConfig,
 ) -> str:
     """Hash of the image bytes, mask bytes, base model and training settings (the adapter's cache name)."""
     digest = hashlib.sha256()
@@ -347,10 +349,15 @@ class LoRACustomizer:
 
         prompt = build_prompt(c.scene_prompt, c.scene_prompt, c.scene_token)
         tokens = pipe.tokenizer(
-            [prompt], padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True,
+            [prompt],
+            padding="max_length",
+            max_length=pipe.tokenizer.model_max_length,
+            truncation=True,
             return_tensors="pt",
         ).input_ids.to(device)
-        autocast = torch.autocast("cuda", dtype=unet.dtype, enabled=device.type == "cuda" and unet.dtype != torch.float32)
+        mixed = device.type == "cuda" and unet.dtype != torch.float32  # fp16 base weights, fp32 LoRA weights
+        autocast = torch.autocast("cuda", dtype=unet.dtype, enabled=mixed)
+        scaler = torch.amp.GradScaler("cuda", enabled=mixed and unet.dtype == torch.float16)
         last_loss = math.nan
         try:
             with _progress(show_progress, c.steps) as advance:
@@ -377,15 +384,19 @@ class LoRACustomizer:
                         prediction = unet(model_input.to(unet.dtype), timesteps, embeds, return_dict=False)[0]
                     loss = masked_diffusion_loss(prediction, goal, object_latent_mask(objects, factor))
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
-                    optimizer.step()
+                    scaler.step(optimizer)
+                    scaler.update()
                     last_loss = float(loss.detach())
                     if on_loss is not None:
                         on_loss(step, last_loss)
                     advance(last_loss)
 
-            unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=TRAINING_ADAPTER))
+            unet_layers = convert_state_dict_to_diffusers(
+                get_peft_model_state_dict(unet, adapter_name=TRAINING_ADAPTER)
+            )
             text_layers = None
             if text_lora is not None:
                 text_layers = convert_state_dict_to_diffusers(
@@ -521,7 +532,9 @@ def read_scene_folders(images_dir: Path, masks_dir: Path) -> Tuple[Tensor, Tenso
         mask_file = next((p for p in candidates if p.is_file()), None)
         if mask_file is None:
             raise MaldInputError(
-                f"image {image_file.name} has no mask", path=masks_dir, fix=f"add {image_file.stem}.png (nonzero = object)"
+                f"image {image_file.name} has no mask",
+                path=masks_dir,
+                fix=f"add {image_file.stem}.png (nonzero = object)",
             )
         try:
             image = np.asarray(Image.open(image_file).convert("RGB"), dtype=np.float32) / 255.0

@@ -65,9 +65,7 @@ def latent_mask(mask: Bool[Tensor, "B 1 h w"], factor: int) -> Float[Tensor, "B 
     return F.max_pool2d(mask.float(), kernel_size=factor, stride=factor, ceil_mode=True)
 
 
-def masked_image_condition(
-    images: Float[Tensor, "B 3 h w"], mask: Bool[Tensor, "B 1 h w"]
-) -> Float[Tensor, "B 3 h w"]:
+def masked_image_condition(images: Float[Tensor, "B 3 h w"], mask: Bool[Tensor, "B 1 h w"]) -> Float[Tensor, "B 3 h w"]:
     """The masked-image conditioning in ``[0, 1]``: hole pixels set to 0.5 (0 in the VAE's [-1, 1] range).
 
     Matches diffusers' ``init_image * (mask < 0.5)`` in the ``[-1, 1]`` range, so whatever is under the mask
