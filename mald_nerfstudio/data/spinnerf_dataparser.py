@@ -28,6 +28,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from mald_nerfstudio.data.image_io import read_rgb
 from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec, check_scene_images, inpaint_metadata
 from mald_nerfstudio.data.llff_poses import load_poses_bounds
 from mald_nerfstudio.errors import MaldInputError
@@ -98,11 +99,9 @@ class SpinNerfDataParser(DataParser):
         if not candidates:
             raise MaldInputError("no images/ or images_N/ folder with images", data, "check the scene folder")
         for factor, folder in candidates:
-            from PIL import Image
-
-            with Image.open(_list_images(folder)[0]) as first:
-                if max(first.size) <= self.config.max_long_edge:
-                    return folder, factor
+            # read_rgb, not a bare PIL open: a corrupt first image must give the user-facing error.
+            if max(read_rgb(_list_images(folder)[0]).shape[:2]) <= self.config.max_long_edge:
+                return folder, factor
         return candidates[-1][1], candidates[-1][0]
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
