@@ -36,7 +36,9 @@ class MaldSetupError(RuntimeError):
 
 def format_error(err: BaseException) -> str:
     """The paragraph printed for a user-facing error."""
-    body = "\n".join(textwrap.wrap(str(err), width=110)) or type(err).__name__
+    # Paths stay whole (no breaks inside long words or at hyphens) so the user can copy them from the message.
+    lines = textwrap.wrap(str(err), width=110, break_long_words=False, break_on_hyphens=False)
+    body = "\n".join(lines) or type(err).__name__
     return f"\nmald-nerfstudio error:\n{body}\n"
 
 
