@@ -120,16 +120,31 @@ def test_full_strength_starts_from_pure_noise(inpainter):
     assert torch.allclose(spy.inputs[0][-1, :4], noise * inpainter.scheduler.init_noise_sigma, atol=1e-6)
 
 
-def test_zero_strength_returns_start_without_model_calls(inpainter):
+@pytest.mark.parametrize("strength", [0.0, 0.04])  # 0.04 * 10 steps rounds to 0 steps
+def test_zero_step_strength_returns_start_without_model_calls(inpainter, strength):
     images, masks, renders = _scene(batch=2)
     spy = UNetSpy(inpainter.unet)
     try:
-        out = inpainter.inpaint(images, masks, init=renders, strength=0.0)
+        out = inpainter.inpaint(images, masks, init=renders, strength=strength)
+        direct = partial_ddim_inpaint(
+            inpainter.vae,
+            inpainter.unet,
+            inpainter.scheduler,
+            images.permute(0, 3, 1, 2),
+            masks[:, None],
+            renders.permute(0, 3, 1, 2),
+            *inpainter.encode_prompts(),
+            strength=strength,
+            num_inference_steps=STEPS,
+            guidance_scale=3.0,
+            generators=[torch.Generator().manual_seed(0) for _ in range(2)],
+        )
     finally:
         spy.close()
     assert spy.inputs == []
-    assert torch.allclose(out[masks], renders[masks], atol=1e-6)
+    assert torch.equal(out[masks], renders[masks])
     assert torch.equal(out[~masks], images[~masks])
+    assert torch.equal(direct, renders.permute(0, 3, 1, 2))
 
 
 def test_pixels_outside_mask_are_bit_exact(inpainter):

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
-from mald_nerfstudio.inpaint.partial_ddim import partial_ddim_inpaint, vae_scale_factor
+from mald_nerfstudio.inpaint.partial_ddim import num_denoising_steps, partial_ddim_inpaint, vae_scale_factor
 from mald_nerfstudio.inpaint.region import RegionPlan, crop_resize, crop_resize_mask, paste_back, plan_region
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
@@ -388,6 +388,8 @@ class LDMInpainter(Inpainter):
     def _fill(
         self, images: Tensor, masks: Tensor, init: Optional[Tensor], strength: float, seeds: Sequence[int]
     ) -> Tensor:
+        if init is not None and num_denoising_steps(strength, self.config.num_inference_steps) == 0:
+            return init.detach().float().clone()  # no denoising step at this strength: the render as is
         plans = self.plan(masks.cpu())
         out = images.detach().float().clone()
         groups: Dict[Tuple[int, int], List[int]] = defaultdict(list)

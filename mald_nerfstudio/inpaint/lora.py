@@ -204,8 +204,12 @@ def scene_cache_key(
     config: LoRACustomizationConfig,
 ) -> str:
     """Hash of the image bytes, mask bytes, base model and training settings (the adapter's cache name)."""
+    import transformers
+
     digest = hashlib.sha256()
     digest.update(RECIPE_VERSION.encode())
+    # transformers 5 renamed the CLIP text encoder's parameters, so adapters do not carry across major versions.
+    digest.update(f"transformers-{transformers.__version__.split('.')[0]}".encode())
     digest.update(base_model.encode())
     digest.update(json.dumps(config.training_settings(), sort_keys=True, default=str).encode())
     image_array = np.ascontiguousarray(images.detach().cpu().float().numpy())
