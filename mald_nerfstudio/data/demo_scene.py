@@ -18,6 +18,7 @@ and real captures alike:
   ``[down | right | back | centre | (height, width, focal)]`` (camera axes as world-space columns, OpenGL's
   camera is ``[right, up, back] = [col1, -col0, col2]``; hwf for ``images/``), then near and far depth bounds.
 - ``OUT/README.txt``: the parameters used.
+- ``OUT/mald_scene.json``: ``{"num_test_views": K}``, read by mald-nerf's default parser (``mald-data``).
 
 Shading is Lambertian (a point light plus ambient) without shadows, and the object changes no pixel outside
 its own silhouette: outside the masks a training image equals the object-free render of its pose exactly.
@@ -27,6 +28,7 @@ at ``(width / 2, height / 2)``, as in nerfstudio's cameras.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field, fields
@@ -41,6 +43,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import track
 
+from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
 from mald_nerfstudio.data.procedural_texture import ValueNoise, brick_wall, painted_checker, plank_floor
 from mald_nerfstudio.errors import MaldInputError
 
@@ -291,7 +294,7 @@ def _validate(config: DemoSceneConfig) -> None:
 
 def _prepare_output(out_dir: Path, overwrite: bool) -> None:
     """Create ``out_dir``; refuse a non-empty one unless ``overwrite``, then remove only files this generator
-    writes (``image<digits>.png`` in the image and label folders, poses_bounds.npy, README.txt)."""
+    writes (``image<digits>.png`` in the image and label folders, poses_bounds.npy, README.txt, mald_scene.json)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise MaldInputError("The output path exists and is not a directory", out_dir, fix="Choose another path")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -357,6 +360,8 @@ def generate_demo_scene(
         rows.append(np.concatenate([llff.ravel(), [view.near, view.far]]))
     np.save(out_dir / "poses_bounds.npy", np.stack(rows).astype(np.float64))
     (out_dir / "README.txt").write_text(_readme(config, scene))
+    # Tells mald-nerf's default parser how many leading views are object-free (SPIn-NeRF itself uses 40).
+    (out_dir / SCENE_INFO_FILE).write_text(json.dumps({"num_test_views": config.num_test_views}) + "\n")
     return out_dir
 
 
