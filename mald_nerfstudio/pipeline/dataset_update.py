@@ -18,6 +18,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
+from nerfstudio.configs import base_config  # noqa: F401  (imported before writer: nerfstudio's import cycle)
 from nerfstudio.utils import writer
 
 from mald_nerfstudio.inpaint.base import Inpainter

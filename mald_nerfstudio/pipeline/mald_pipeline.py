@@ -21,6 +21,7 @@ import torch
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerNumber
 
@@ -30,6 +31,7 @@ from mald_nerfstudio.eval.evaluate import evaluate_views
 from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
 from mald_nerfstudio.inpaint.exemplar import ExemplarInpainterConfig
 from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig
+from mald_nerfstudio.inpaint.lora import LoRACustomizationConfig, customize, load_adapter
 from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
 from mald_nerfstudio.model.mald_model import MaldNerfModel, MaldNerfModelConfig
 from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, DatasetUpdater
@@ -55,6 +57,8 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     """Exemplar inpainter (used when inpainter is 'exemplar')."""
     telea: TeleaInpainterConfig = field(default_factory=TeleaInpainterConfig)
     """OpenCV inpainter (used when inpainter is 'telea')."""
+    customization: LoRACustomizationConfig = field(default_factory=LoRACustomizationConfig)
+    """Per-scene LoRA customisation of the LDM before training (ldm inpainter only; cached per scene)."""
     dataset_update: DatasetUpdateConfig = field(default_factory=DatasetUpdateConfig)
     """Iterative dataset update: schedule and noise strengths."""
 
@@ -93,7 +97,9 @@ class MaldPipeline(VanillaPipeline):
 
     # ---------------------------------------------------------- preparation
     def prepare_training(self, trainer: Any) -> None:
-        """Inpaint the training views before the first step (skipped when a checkpoint restored them)."""
+        """Customise the LDM, then inpaint the training views (skipped when a checkpoint restored them)."""
+        if isinstance(self.inpainter, LDMInpainter) and self.config.customization.enabled:
+            self.customize_ldm()
         self.updater = DatasetUpdater(
             self.config.dataset_update,
             self.datamanager,
@@ -117,6 +123,20 @@ class MaldPipeline(VanillaPipeline):
                 f"{self.config.dataset_update.update_every}, strength {self.updater.strength(0):.2f} -> "
                 f"{self.updater.strength(self.updater.last_index):.2f}."
             )
+
+    def customize_ldm(self) -> None:
+        """LoRA-customise the LDM on this scene's training views (a cache hit on a second run or a resume)."""
+        assert isinstance(self.inpainter, LDMInpainter)
+        assert self.datamanager.originals is not None and self.datamanager.masks is not None
+        images = self.datamanager.originals.float() / 255.0
+
+        def log_loss(step: int, loss: float) -> None:
+            # Buffered by nerfstudio's writer and written out with the first training step's logs.
+            writer.put_scalar("LoRA customisation/loss", loss, step)
+
+        adapter = customize(self.inpainter, images, self.datamanager.masks, self.config.customization, on_loss=log_loss)
+        load_adapter(self.inpainter, adapter)
+        CONSOLE.print(f"LDM customised to the scene with LoRA adapter {adapter}")
 
     def _release_inpainter(self) -> None:
         if isinstance(self._inpainter, LDMInpainter) and self.config.ldm.offload_to_cpu:
