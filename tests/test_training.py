@@ -1,0 +1,156 @@
+"""In-process training tests on the demo scene: the three-step iteration, checkpoints, dataset updates, resume."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+import torch
+
+from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP
+from mald_nerfstudio.pipeline.dataset_update import last_update_index, scheduled_update_steps
+from mald_nerfstudio.inpaint.schedule import noise_strength
+from tests.training_harness import setup_trainer, tiny_config, train
+
+
+def _snapshot(params) -> List[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+def _same(a: List[torch.Tensor], b) -> bool:
+    return all(torch.equal(x, y.detach()) for x, y in zip(a, b))
+
+
+def _nerf_params(trainer) -> List[torch.nn.Parameter]:
+    groups = trainer.pipeline.get_param_groups()
+    return [p for name, params in groups.items() if name != DISCRIMINATOR_GROUP for p in params]
+
+
+def _file_digests(folder: Path) -> Dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_nerf_step_leaves_discriminator_unchanged_and_discriminator_step_leaves_nerf_unchanged(demo_scene, tmp_path):
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=5))
+    trainer.pipeline.prepare_training(trainer)
+    pipeline, optimizers = trainer.pipeline, trainer.optimizers
+    disc = list(pipeline.model.discriminator.parameters())
+    nerf = _nerf_params(trainer)
+    nerf_groups = [g for g in optimizers.optimizers if g != DISCRIMINATOR_GROUP]
+
+    # Reconstruction + inpainting step: the NeRF's loss, the NeRF's optimizers.
+    disc_before, nerf_before = _snapshot(disc), _snapshot(nerf)
+    optimizers.zero_grad_all()
+    _, loss_dict, _ = pipeline.get_train_loss_dict(step=0)
+    assert "adversarial_loss" in loss_dict and "feature_matching_loss" in loss_dict
+    sum(loss_dict.values()).backward()
+    assert all(p.grad is None or not p.grad.any() for p in disc), "the NeRF's loss reached the discriminator"
+    for group in nerf_groups:
+        optimizers.optimizer_step(group)
+    assert _same(disc_before, disc)
+    assert not _same(nerf_before, nerf)
+
+    # Discriminator step: D's loss on detached renders, D's optimizer.
+    disc_before, nerf_before = _snapshot(disc), _snapshot(nerf)
+    optimizers.zero_grad_all()
+    d_loss = pipeline.get_discriminator_loss_dict(step=0)["discriminator_loss"]
+    d_loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in nerf), "the discriminator's loss reached the NeRF"
+    optimizers.optimizer_step(DISCRIMINATOR_GROUP)
+    assert _same(nerf_before, nerf)
+    assert not _same(disc_before, disc)
+
+
+def test_training_logs_adversarial_losses_and_checkpoint_restores_discriminator_exactly(demo_scene, tmp_path):
+    config = tiny_config(demo_scene, tmp_path, steps=4)
+    trainer = train(config)
+    _, _, metrics = trainer.train_iteration(4)
+    assert {"d_real_logit", "d_fake_logit", "discriminator_loss"} <= set(metrics)
+    trainer.save_checkpoint(4)
+
+    config.load_dir = config.get_checkpoint_dir()
+    resumed = setup_trainer(config)
+    saved_d = trainer.pipeline.model.discriminator.state_dict()
+    for key, value in resumed.pipeline.model.discriminator.state_dict().items():
+        assert torch.equal(value, saved_d[key]), key
+    saved_opt = trainer.optimizers.optimizers[DISCRIMINATOR_GROUP].state_dict()
+    loaded_opt = resumed.optimizers.optimizers[DISCRIMINATOR_GROUP].state_dict()
+    assert saved_opt["state"].keys() == loaded_opt["state"].keys() and saved_opt["state"]
+    for index, state in saved_opt["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(loaded_opt["state"][index][name])), name
+    assert resumed._start_step == 5
+
+
+def test_tiny_ldm_run_performs_the_scheduled_updates_and_resume_restores_inpainted_images(
+    demo_scene, tiny_ldm_dir, tmp_path
+):
+    data_before = _file_digests(demo_scene)
+
+    def edit(config):
+        config.pipeline.inpainter = "ldm"
+        config.pipeline.ldm.model = str(tiny_ldm_dir)
+        config.pipeline.ldm.num_inference_steps = 4
+        config.pipeline.customization.enabled = False
+        config.pipeline.dataset_update.first_update_step = 3
+        config.pipeline.dataset_update.update_every = 3
+        config.pipeline.dataset_update.views_per_update = 3
+        config.steps_per_save = 6
+        config.save_only_latest_checkpoint = False
+
+    config = tiny_config(demo_scene, tmp_path, steps=12, edit=edit)
+    strengths: List[float] = []
+    trainer = setup_trainer(config)
+    inpainter = trainer.pipeline.inpainter
+    original_inpaint = inpainter.inpaint
+
+    def spy(images, masks, init=None, strength=1.0, seeds=None):
+        strengths.append(strength)
+        return original_inpaint(images, masks, init=init, strength=strength, seeds=seeds)
+
+    inpainter.inpaint = spy  # type: ignore[method-assign]
+    trainer.train()
+
+    steps = scheduled_update_steps(config.pipeline.dataset_update, 12)
+    assert steps == [3, 6, 9]
+    last = last_update_index(config.pipeline.dataset_update, 12)
+    expected = [noise_strength(k, last, 0.85, 0.2) for k in range(len(steps))]
+    partial = [s for s in strengths if s < 1.0]
+    assert trainer.pipeline.datamanager.num_updates == len(steps)
+    # views_per_update=3 with the LDM's batch of 4: one inpaint call per update.
+    assert partial == pytest.approx(expected)
+    assert strengths[0] == 1.0  # the initial full-strength inpainting
+
+    # "Kill" after the step-6 checkpoint: a new run resumes from it.
+    checkpoint = config.get_checkpoint_dir() / "step-000000006.ckpt"
+    state = torch.load(checkpoint, map_location="cpu")["pipeline"]["datamanager._extra_state"]
+    assert state["num_updates"] == 2  # updates at steps 3 and 6 ran before the step-6 save
+
+    config.load_dir = None
+    config.load_checkpoint = checkpoint
+    resumed = setup_trainer(config)
+    manager = resumed.pipeline.datamanager
+    assert manager.initialized and manager.num_updates == 2
+    assert torch.equal(manager.current[state["views"]], state["inpainted"])
+    calls: List[float] = []
+    resumed.pipeline.prepare_training(resumed)
+    resumed.pipeline.inpainter.inpaint = lambda *a, **k: calls.append(1)  # type: ignore[method-assign]
+    assert torch.equal(manager.current[state["views"]], state["inpainted"]), "prepare_training re-inpainted"
+    assert not calls
+    assert _file_digests(demo_scene) == data_before, "training wrote into the scene folder"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision and the grad scaler need a CUDA GPU")
+def test_iteration_runs_with_mixed_precision_and_grad_scaler_on_gpu(demo_scene, tmp_path):
+    def edit(config):
+        config.machine.device_type = "cuda"
+        config.mixed_precision = True
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=3, edit=edit))
+    trainer.pipeline.prepare_training(trainer)
+    for step in range(3):
+        loss, _, metrics = trainer.train_iteration(step)
+        assert torch.isfinite(loss) and "discriminator_loss" in metrics
