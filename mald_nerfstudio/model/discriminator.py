@@ -50,9 +50,9 @@ class DiscriminatorConfig(InstantiateConfig):
     _target: Type = field(default_factory=lambda: PatchDiscriminator)
     """Target class to instantiate."""
     patch_size: int = 64
-    """Side length in pixels of the square patches the discriminator judges (a power of two, at least 8). It
-    must equal the patch size of the pixel sampler that produces the NeRF's inpainting patches; it fixes the
-    number of residual blocks to log2(patch_size) - 2 (64 px: 4 blocks down to 4x4)."""
+    """Side length in pixels of the square patches the discriminator judges (a power of two, at least 8). In
+    mald-nerf it is set from --pipeline.datamanager.inpaint-patch-size; it fixes the number of residual blocks
+    to log2(patch_size) - 2 (64 px: 4 blocks down to 4x4)."""
     base_channels: int = 32
     """Feature channels at full patch resolution; each residual block doubles them, up to max_channels."""
     max_channels: int = 256

@@ -70,6 +70,8 @@ class MaldPipeline(VanillaPipeline):
     datamanager: MaldDataManager
 
     def __init__(self, config: MaldPipelineConfig, device: str, test_mode: str = "val", *args, **kwargs):
+        # The discriminator sees exactly the patches the datamanager cuts: one size, set in one place.
+        config.model.discriminator.patch_size = config.datamanager.inpaint_patch_size
         super().__init__(config, device, test_mode, *args, **kwargs)  # type: ignore[arg-type]
         self._inpainter: Optional[Inpainter] = None
         self.updater: Optional[DatasetUpdater] = None
