@@ -153,13 +153,14 @@ class MaldNerfModel(NerfactoModel):
             l1 = ((fake - real).abs() * inside).sum() / (inside.sum() * 3).clamp_min(1.0)
             loss_dict["mask_l1_loss"] = self.config.mask_l1_mult * l1
         if self.config.use_mask_lpips:
-            lpips = self._mask_lpips_net()
+            lpips = self.mask_lpips_net()
             loss_dict["mask_lpips_loss"] = self.config.mask_lpips_mult * lpips(
                 mask_patches(fake, mask), mask_patches(real, mask)
             ).mean()
         return loss_dict
 
-    def _mask_lpips_net(self) -> nn.Module:
+    def mask_lpips_net(self) -> nn.Module:
+        """The LPIPS network of the in-mask LPIPS loss (raises MaldSetupError when its weights are missing)."""
         if self._mask_lpips is None:
             from mald_nerfstudio.eval.metric_networks import build_lpips
 
@@ -203,6 +204,7 @@ class MaldNerfModel(NerfactoModel):
         metrics = self.metrics.per_image(pred, gt, mask if mask is not None and bool(mask.any()) else None)
         images = {"img": torch.cat([gt, pred], dim=1)}
         if mask is not None:
+            images["inpaint_mask"] = mask.to(self.device).float().expand_as(pred)
             overlay = torch.where(mask.to(self.device), 0.5 * pred + 0.5 * torch.tensor([1.0, 0.0, 1.0], device=self.device), pred)
             images["mask_overlay"] = overlay
         return metrics, images

@@ -48,9 +48,10 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     """Data manager: observed rays and mask patches."""
     model: MaldNerfModelConfig = field(default_factory=MaldNerfModelConfig)
     """The NeRF and its losses."""
-    inpainter: Literal["ldm", "exemplar", "telea"] = "ldm"
+    inpainter: Literal["ldm", "exemplar", "telea", "none"] = "ldm"
     """2D inpainter: 'ldm' (latent diffusion, the paper's), 'exemplar' (offline patch-based: sharp fills that
-    differ per view, like an LDM's), 'telea' (OpenCV, offline, smooth and nearly view-consistent fills)."""
+    differ per view, like an LDM's), 'telea' (OpenCV, offline, smooth and nearly view-consistent fills), 'none'
+    (no inpainting: the masked pixels are simply ignored, the 'nerfacto-masked' baseline)."""
     ldm: LDMInpainterConfig = field(default_factory=LDMInpainterConfig)
     """Latent diffusion inpainter (used when inpainter is 'ldm')."""
     exemplar: ExemplarInpainterConfig = field(default_factory=ExemplarInpainterConfig)
@@ -77,9 +78,12 @@ class MaldPipeline(VanillaPipeline):
         self.updater: Optional[DatasetUpdater] = None
         self.viewer_update_count = ViewerNumber("Dataset updates done", 0, disabled=True)
         self.viewer_strength = ViewerNumber("Current update strength", 1.0, disabled=True)
-        if test_mode == "val" and config.inpainter == "ldm":
-            # Fail at start-up, not after data loading and pre-training work, when the weights are missing.
-            self.inpainter_config().setup(device=self._ldm_device()).check_available()  # type: ignore[attr-defined]
+        if test_mode == "val":
+            # Fail at start-up, not after data loading and pre-training work, when weights are missing.
+            if config.inpainter == "ldm":
+                self.inpainter_config().setup(device=self._ldm_device()).check_available()  # type: ignore
+            if isinstance(self.model, MaldNerfModel) and config.model.use_mask_lpips:
+                self.model.mask_lpips_net()
 
     # -------------------------------------------------------------- inpainter
     def inpainter_config(self) -> InpainterConfig:
@@ -100,7 +104,14 @@ class MaldPipeline(VanillaPipeline):
     # ---------------------------------------------------------- preparation
     def prepare_training(self, trainer: Any) -> None:
         """Customise the LDM, then inpaint the training views (skipped when a checkpoint restored them)."""
-        if isinstance(self.inpainter, LDMInpainter) and self.config.customization.enabled:
+        if self.config.inpainter == "none":
+            CONSOLE.print("No inpainter: the masked pixels are ignored and nothing supervises the holes.")
+            return
+        if (
+            isinstance(self.inpainter, LDMInpainter)
+            and self.config.customization.enabled
+            and self.config.ldm.lora_adapter is None  # a given adapter is used as it is
+        ):
             self.customize_ldm()
         self.updater = DatasetUpdater(
             self.config.dataset_update,
