@@ -1,0 +1,321 @@
+"""Benchmark runner: trains each chosen method on each chosen scene with the same budget and scores it.
+
+Every run is a real ``ns-train`` followed by ``ns-eval`` on the scene's object-free views, so the numbers are what
+a user gets from the same commands. Outputs, under ``--output-dir``:
+
+* ``results.json``: every metric of every (scene, method), the training time, and the metrics that could not be
+  computed with the reason;
+* ``results.md``: a table per scene and the mean over scenes, in the paper's column order (LPIPS, M-LPIPS, FID,
+  KID) followed by PSNR / SSIM (whole image and inside the mask) and training minutes;
+* ``grid_<scene>.png``: ground truth | each method on one evaluation view, with a zoom on the inpainted region.
+
+Presets:
+
+* ``cpu``: two generated demo scenes (seeds 0 and 1) at half resolution, the CPU-sized methods with the exemplar
+  inpainter (mald-nerf-tiny, the pixel-loss baseline without adversarial loss, and nerfacto on the observed pixels
+  only), 600 steps each; about 25 minutes on 2 CPU cores.
+* ``spinnerf``: the SPIn-NeRF dataset on a GPU (pass the scene folders with ``--scenes``): mald-nerf and the
+  baselines at factor 4 with 40 object-free test views, 30k steps each. Needs the LDM, LPIPS and Inception
+  weights (see README).
+
+Finished runs are reused, so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Tuple
+
+import numpy as np
+import tyro
+from PIL import Image, ImageDraw
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mald_nerfstudio.errors import MaldInputError
+
+CONSOLE = Console(width=120)
+
+PRESETS: Dict[str, Dict] = {
+    "cpu": dict(
+        methods=("mald-nerf-tiny", "mald-nerf-no-adv-l1-tiny", "nerfacto-masked-tiny"),
+        max_num_iterations=600,
+        downscale_factor=2,
+        num_test_views=None,
+        demo_seeds=(0, 1),
+        extra_args=("--machine.device-type", "cpu"),
+    ),
+    "spinnerf": dict(
+        methods=("mald-nerf", "spinnerf-style", "inpaintnerf360-style", "nerfacto-masked", "mald-nerf-no-custom"),
+        max_num_iterations=30000,
+        downscale_factor=4,
+        num_test_views=40,
+        demo_seeds=(),
+        extra_args=(),
+    ),
+}
+"""Defaults of each preset; every one can be overridden on the command line."""
+
+TABLE_COLUMNS = (
+    ("lpips", "LPIPS", 4), ("m_lpips", "M-LPIPS", 4), ("fid", "FID", 2), ("kid", "KID", 4),
+    ("psnr", "PSNR", 2), ("masked_psnr", "PSNR (mask)", 2), ("ssim", "SSIM", 3), ("masked_ssim", "SSIM (mask)", 3),
+)
+
+
+@dataclass
+class Benchmark:
+    """Train and evaluate methods on scenes with one budget; write JSON, a markdown table and image grids."""
+
+    preset: Literal["cpu", "spinnerf"] = "cpu"
+    """Preset of methods, scenes, budget and resolution (cpu: demo scenes on 2 cores; spinnerf: the SPIn-NeRF
+    dataset on a GPU)."""
+    output_dir: Path = Path("benchmark")
+    """Where runs, results.json, results.md and the grids go."""
+    scenes: Tuple[Path, ...] = ()
+    """Scene folders (SPIn-NeRF layout or nerfstudio format). Empty with the cpu preset: generate demo scenes."""
+    methods: Tuple[str, ...] = ()
+    """Registered method names to compare (empty: the preset's)."""
+    max_num_iterations: Optional[int] = None
+    """Training steps of every run (None: the preset's)."""
+    downscale_factor: Optional[int] = None
+    """Image downscale factor passed to the data parser (None: the preset's)."""
+    num_test_views: Optional[int] = None
+    """Object-free views at the start of a SPIn-NeRF-layout scene (None: the preset's, or mald_scene.json)."""
+    demo_seeds: Optional[Tuple[int, ...]] = None
+    """Seeds of the demo scenes generated when no --scenes are given (None: the preset's)."""
+    extra_args: Tuple[str, ...] = ()
+    """Extra ns-train arguments for every run (placed before the data-parser arguments)."""
+    grid_view: int = 0
+    """Index of the evaluation view shown in the grids."""
+    timeout_minutes: float = 240.0
+    """Give up on a single run after this long."""
+
+    def resolved(self, key: str):
+        """This run's value of a setting: the command line's, else the preset's."""
+        value = getattr(self, key)
+        return PRESETS[self.preset][key] if value in (None, ()) else value
+
+    # ---------------------------------------------------------------- scenes
+    def scene_folders(self) -> List[Path]:
+        """The scenes to run on (demo scenes are generated on first use)."""
+        if self.scenes:
+            for scene in self.scenes:
+                if not scene.is_dir():
+                    raise MaldInputError("scene folder not found", scene, "pass existing folders to --scenes")
+            return list(self.scenes)
+        seeds = self.resolved("demo_seeds")
+        if not seeds:
+            raise MaldInputError(
+                f"the {self.preset} preset needs scene folders",
+                self.output_dir,
+                "pass --scenes DIR [DIR ...] (e.g. the ten SPIn-NeRF scenes)",
+            )
+        from mald_nerfstudio.data.demo_scene import DemoSceneConfig, generate_demo_scene
+
+        folders = []
+        for seed in seeds:
+            folder = self.output_dir / "scenes" / f"demo-seed{seed}"
+            if not (folder / "poses_bounds.npy").is_file():
+                generate_demo_scene(folder, DemoSceneConfig(seed=seed), overwrite=True)
+            folders.append(folder)
+        return folders
+
+    # ------------------------------------------------------------------ runs
+    def _run_dir(self, scene: Path, method: str) -> Path:
+        return self.output_dir / "runs" / scene.name / method
+
+    def _train_command(self, scene: Path, method: str, run_dir: Path) -> List[str]:
+        parser_args = ["mald-data"]
+        if self.resolved("downscale_factor") is not None:
+            parser_args += ["--downscale-factor", str(self.resolved("downscale_factor"))]
+        if self.resolved("num_test_views") is not None:
+            parser_args += ["--num-test-views", str(self.resolved("num_test_views"))]
+        return [
+            "ns-train", method, "--data", str(scene), "--output-dir", str(run_dir), "--timestamp", "benchmark",
+            "--experiment-name", scene.name, "--max-num-iterations", str(self.resolved("max_num_iterations")),
+            "--vis", "tensorboard", "--viewer.quit-on-train-completion", "True",
+            *PRESETS[self.preset]["extra_args"], *self.extra_args, *parser_args,
+        ]
+
+    def _execute(self, command: List[str], log: Path) -> Tuple[bool, float]:
+        start = time.time()
+        with open(log, "w", encoding="utf8") as handle:
+            handle.write(" ".join(command) + "\n\n")
+            handle.flush()
+            try:
+                done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=self.timeout_minutes * 60,
+                                      env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                ok = done.returncode == 0
+            except subprocess.TimeoutExpired:
+                ok = False
+        return ok, time.time() - start
+
+    def run_one(self, scene: Path, method: str) -> Dict:
+        """Train and evaluate one method on one scene (reusing a finished run)."""
+        run_dir = self._run_dir(scene, method)
+        record_file = run_dir / "record.json"
+        if record_file.is_file():
+            return json.loads(record_file.read_text())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record: Dict = {"scene": scene.name, "method": method}
+        ok, seconds = self._execute(self._train_command(scene, method, run_dir), run_dir / "train.log")
+        record["train_seconds"] = round(seconds, 1)
+        configs = sorted(run_dir.rglob("config.yml"))
+        if not ok or not configs:
+            record["error"] = f"training failed, see {run_dir / 'train.log'}"
+            return record
+        eval_json = run_dir / "eval.json"
+        ok, seconds = self._execute(
+            ["ns-eval", "--load-config", str(configs[0]), "--output-path", str(eval_json),
+             "--render-output-path", str(run_dir / "renders")],
+            run_dir / "eval.log",
+        )
+        record["eval_seconds"] = round(seconds, 1)
+        if not ok or not eval_json.is_file():
+            record["error"] = f"evaluation failed, see {run_dir / 'eval.log'}"
+            return record
+        record["results"] = json.loads(eval_json.read_text())["results"]
+        record_file.write_text(json.dumps(record, indent=2))
+        return record
+
+    def main(self) -> None:
+        """Run every (scene, method) and write the reports."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        scenes, methods = self.scene_folders(), list(self.resolved("methods"))
+        records: List[Dict] = []
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=CONSOLE) as progress:
+            task = progress.add_task("[green]Benchmark runs", total=len(scenes) * len(methods))
+            for scene in scenes:
+                for method in methods:
+                    progress.update(task, description=f"[green]{scene.name}: {method}")
+                    record = self.run_one(scene, method)
+                    records.append(record)
+                    status = record.get("error") or f"PSNR {record['results'].get('psnr', math.nan):.2f}"
+                    progress.console.print(f"{scene.name} / {method}: {status}")
+                    progress.advance(task)
+        (self.output_dir / "results.json").write_text(json.dumps({
+            "preset": self.preset, "max_num_iterations": self.resolved("max_num_iterations"),
+            "downscale_factor": self.resolved("downscale_factor"), "runs": records}, indent=2))
+        table = markdown_report(records, methods, [s.name for s in scenes], self.describe())
+        (self.output_dir / "results.md").write_text(table)
+        for scene in scenes:
+            grid = image_grid([self._run_dir(scene, m) / "renders" for m in methods], methods, self.grid_view)
+            if grid is not None:
+                grid.save(self.output_dir / f"grid_{scene.name}.png")
+        CONSOLE.print(table)
+        CONSOLE.print(f"Wrote {self.output_dir / 'results.json'}, results.md and grid_*.png")
+
+    def describe(self) -> str:
+        """One line saying what was run."""
+        return (f"preset `{self.preset}`, {self.resolved('max_num_iterations')} steps per run, downscale factor "
+                f"{self.resolved('downscale_factor')}, command: `{' '.join(sys.argv)}`")
+
+
+def _mean(values: List[float]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _cell(value: Optional[float], digits: int) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], description: str) -> str:
+    """Markdown tables (mean over scenes, then per scene) in the paper's column order; lower LPIPS/FID/KID is
+    better, higher PSNR/SSIM is better; 'n/a' marks a metric that could not be computed (reasons below)."""
+    by_key = {(r["scene"], r["method"]): r for r in records}
+    header = "| method | " + " | ".join(c[1] for c in TABLE_COLUMNS) + " | train min |"
+    rule = "|---" * (len(TABLE_COLUMNS) + 2) + "|"
+
+    def rows(scene_names: List[str]) -> List[str]:
+        lines = [header, rule]
+        for method in methods:
+            runs = [by_key.get((s, method)) for s in scene_names]
+            if any(r is None or "error" in r for r in runs):
+                errors = [r.get("error", "") for r in runs if r is not None and "error" in r]
+                lines.append(f"| {method} | " + " | ".join(["failed"] * len(TABLE_COLUMNS)) + f" | {errors[:1]} |")
+                continue
+            cells = [_cell(_mean([r["results"].get(key, math.nan) for r in runs]), digits)
+                     for key, _, digits in TABLE_COLUMNS]
+            minutes = _mean([r["train_seconds"] / 60 for r in runs])
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {minutes:.1f} |")
+        return lines
+
+    out = [f"Benchmark: {description}", "", f"Mean over {len(scenes)} scene(s): {', '.join(scenes)}", ""]
+    out += rows(scenes)
+    if len(scenes) > 1:
+        for scene in scenes:
+            out += ["", f"Scene {scene}", ""] + rows([scene])
+    reasons = {}
+    for record in records:
+        reasons.update(record.get("results", {}).get("unavailable_metrics", {}))
+    if reasons:
+        out += ["", "Metrics not computed (n/a):", ""]
+        out += [f"- {name}: {reason}" for name, reason in sorted(reasons.items())]
+    return "\n".join(out) + "\n"
+
+
+def _label(image: Image.Image, text: str) -> Image.Image:
+    band = 14
+    canvas = Image.new("RGB", (image.width, image.height + band), (255, 255, 255))
+    canvas.paste(image, (0, band))
+    ImageDraw.Draw(canvas).text((3, 1), text, fill=(0, 0, 0))
+    return canvas
+
+
+def image_grid(render_dirs: List[Path], names: List[str], view: int) -> Optional[Image.Image]:
+    """Ground truth | each method on one eval view (from ns-eval's renders), with a zoom on the mask's region."""
+    columns: List[Tuple[str, np.ndarray]] = []
+    mask = None
+    for folder, name in zip(render_dirs, names):
+        combined = folder / f"eval_img_{view:04d}.png"
+        if not combined.is_file():
+            continue
+        pair = np.asarray(Image.open(combined).convert("RGB"))
+        half = pair.shape[1] // 2
+        if not columns:
+            columns.append(("ground truth", pair[:, :half]))
+            mask_file = folder / f"eval_inpaint_mask_{view:04d}.png"
+            if mask_file.is_file():
+                mask = np.asarray(Image.open(mask_file).convert("L")) > 127
+        columns.append((name, pair[:, half:]))
+    if not columns:
+        return None
+    tiles = [_label(Image.fromarray(img), name) for name, img in columns]
+    if mask is not None and mask.any():
+        ys, xs = np.nonzero(mask)
+        pad = max(8, int(0.4 * max(ys.ptp(), xs.ptp())))
+        top, bottom = max(0, ys.min() - pad), min(mask.shape[0], ys.max() + pad + 1)
+        left, right = max(0, xs.min() - pad), min(mask.shape[1], xs.max() + pad + 1)
+        width = columns[0][1].shape[1]
+        zooms = []
+        for name, img in columns:
+            crop = Image.fromarray(img[top:bottom, left:right])
+            zooms.append(_label(crop.resize((width, max(1, round(crop.height * width / crop.width))),
+                                            Image.Resampling.NEAREST), f"{name} (zoom)"))
+        tiles = [Image.fromarray(np.concatenate([np.asarray(a), np.asarray(b)], axis=0)) for a, b in zip(tiles, zooms)]
+    height = max(t.height for t in tiles)
+    grid = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), height), (255, 255, 255))
+    x = 0
+    for tile in tiles:
+        grid.paste(tile, (x, 0))
+        x += tile.width + 4
+    return grid
+
+
+def entrypoint() -> None:
+    """``mald-nerf-benchmark``."""
+    tyro.extras.set_accent_color("bright_yellow")
+    tyro.cli(Benchmark).main()
+
+
+if __name__ == "__main__":
+    entrypoint()
