@@ -22,7 +22,8 @@ from mald_nerfstudio.trainer import AdamBetasOptimizerConfig, MaldTrainerConfig
 
 
 def optimizers(max_steps: int, discriminator_lr: float = 2e-3) -> dict:
-    """nerfacto's optimizers plus the discriminator's (Adam, beta1 = 0, as for StyleGAN2's D)."""
+    """nerfacto's optimizers plus the discriminator's (Adam, beta1 = 0, as for StyleGAN2's D; its learning rate
+    decays tenfold over training like the field's, so D does not outpace a NeRF that converges)."""
     decay = ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=max_steps)
     return {
         "proposal_networks": {"optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15), "scheduler": decay},
@@ -33,7 +34,7 @@ def optimizers(max_steps: int, discriminator_lr: float = 2e-3) -> dict:
         },
         DISCRIMINATOR_GROUP: {
             "optimizer": AdamBetasOptimizerConfig(lr=discriminator_lr, eps=1e-8),
-            "scheduler": None,
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=discriminator_lr / 10, max_steps=max_steps),
         },
     }
 

@@ -20,7 +20,6 @@ from mald_nerfstudio.model.adversarial_loss import (
     AdversarialLossConfig,
     MaskedAdversarialLoss,
     feature_matching_loss,
-    frozen,
     mask_patches,
     r1_penalty,
     rays_to_patches,
@@ -29,16 +28,6 @@ from mald_nerfstudio.model.discriminator import DiscriminatorConfig, PatchDiscri
 
 P = 16
 B = 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_intra_op_thread():
-    """These tensors are tiny: intra-op threads only add synchronisation, which on a shared 2-core machine made
-    this file up to 7x slower. Restored after the module so other test files keep their settings."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_discriminator(patch_size: int = P, seed: int = 0) -> PatchDiscriminator:

@@ -23,14 +23,6 @@ def _inpainter(folder: Path, **overrides) -> LDMInpainter:
     return config.setup(device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models run far faster on one thread than on oversubscribed shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def inpainter(tiny_ldm_dir) -> LDMInpainter:

@@ -30,14 +30,6 @@ from mald_nerfstudio.inpaint.partial_ddim import masked_image_condition
 TRAIN_STEPS = 60
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models run far faster on one thread than on oversubscribed shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _toy_scene(count: int = 4, height: int = 40, width: int = 48):
     """Smooth, slightly different colour fields with an 'object' box in each view."""

@@ -17,22 +17,27 @@ from PIL import Image, UnidentifiedImageError
 from mald_nerfstudio.errors import MaldInputError
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to uint8 [H, W, 3] (grey is repeated, alpha is dropped)."""
-    path = Path(path)
+def _decode(path: Path, mode: str, what: str, fix: str) -> np.ndarray:
+    """Decode an image file with PIL into ``mode`` ("RGB" or "L"); unreadable files become input errors."""
     if not path.is_file():
-        raise MaldInputError("image file not found", path, "check the path, or remove the frame that lists it")
+        raise MaldInputError(f"{what} not found", path, fix)
     try:
         with Image.open(path) as pil:
             pil.load()
-            rgb = np.asarray(pil.convert("RGB"), dtype=np.uint8)
+            return np.asarray(pil.convert(mode), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise MaldInputError(
-            f"this image cannot be decoded ({type(err).__name__}: {err}); the file is corrupt or not an image",
+            f"this {what} cannot be decoded ({type(err).__name__}: {err}); the file is corrupt or not an image",
             path,
-            "replace it with a valid image (PNG or JPEG), or remove the view from the scene",
+            fix,
         ) from None
-    return rgb
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to uint8 [H, W, 3] (grey is repeated, alpha is dropped)."""
+    return _decode(
+        Path(path), "RGB", "image", "replace it with a valid image (PNG or JPEG), or remove the view from the scene"
+    )
 
 
 def read_mask(path: Path, image_hw: Tuple[int, int]) -> np.ndarray:
@@ -42,18 +47,12 @@ def read_mask(path: Path, image_hw: Tuple[int, int]) -> np.ndarray:
     between ``images/`` and ``images_N/``) is resized with nearest-neighbour sampling; any other size is an error.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MaldInputError("inpainting mask not found", path, "provide a mask for this view (nonzero = inpaint)")
-    try:
-        with Image.open(path) as pil:
-            pil.load()
-            values = np.asarray(pil.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise MaldInputError(
-            f"this inpainting mask is not a readable image ({type(err).__name__}: {err})",
-            path,
-            "write the mask as an 8-bit PNG, same size as its image, nonzero where the object to remove is",
-        ) from None
+    values = _decode(
+        path,
+        "L",
+        "inpainting mask",
+        "write the mask as an 8-bit PNG, same size as its image, nonzero where the object to remove is",
+    )
     mask = values >= (1 if values.max(initial=0) <= 1 else 128)
     height, width = image_hw
     if mask.shape != (height, width):

@@ -29,7 +29,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple
 
@@ -50,7 +50,9 @@ PRESETS: Dict[str, Dict] = {
         downscale_factor=2,
         num_test_views=None,
         demo_seeds=(0, 1),
-        extra_args=("--machine.device-type", "cpu"),
+        # A 600-step budget: start the dataset updates earlier and refresh more views so each view is updated.
+        extra_args=("--machine.device-type", "cpu", "--pipeline.dataset-update.first-update-step", "200",
+                    "--pipeline.dataset-update.update-every", "50", "--pipeline.dataset-update.views-per-update", "4"),
     ),
     "spinnerf": dict(
         methods=("mald-nerf", "spinnerf-style", "inpaintnerf360-style", "nerfacto-masked", "mald-nerf-no-custom"),
@@ -292,7 +294,7 @@ def image_grid(render_dirs: List[Path], names: List[str], view: int) -> Optional
     tiles = [_label(Image.fromarray(img), name) for name, img in columns]
     if mask is not None and mask.any():
         ys, xs = np.nonzero(mask)
-        pad = max(8, int(0.4 * max(ys.ptp(), xs.ptp())))
+        pad = max(8, int(0.4 * max(np.ptp(ys), np.ptp(xs))))
         top, bottom = max(0, ys.min() - pad), min(mask.shape[0], ys.max() + pad + 1)
         left, right = max(0, xs.min() - pad), min(mask.shape[1], xs.max() + pad + 1)
         width = columns[0][1].shape[1]

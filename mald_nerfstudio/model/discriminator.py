@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Literal, Tuple, Type, Union, overload
 
-import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn

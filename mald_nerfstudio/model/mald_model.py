@@ -64,7 +64,8 @@ class MaldNerfModelConfig(NerfactoModelConfig):
     use_feature_matching: bool = True
     """Discriminator feature-matching loss in the mask (off = ablation)."""
     use_mask_l1: bool = False
-    """L1 between renders and inpainted images inside the mask (ablation / pixel-loss baselines)."""
+    """L1 between renders and inpainted images inside the mask (ablation / pixel-loss baselines), weighted per
+    pixel like the reconstruction loss weighs an observed ray."""
     mask_l1_mult: float = 1.0
     """Weight of the in-mask L1 loss when enabled."""
     use_mask_lpips: bool = False
@@ -150,7 +151,9 @@ class MaldNerfModel(NerfactoModel):
                 loss_dict["feature_matching_loss"] = self.adversarial_loss.config.lambda_fm * out.feature_matching
             self._last_patches = (real.detach(), fake.detach(), mask)
         if self.config.use_mask_l1:
-            l1 = ((fake - real).abs() * inside).sum() / (inside.sum() * 3).clamp_min(1.0)
+            # Normalised as if the masked pixels were extra rays of the reconstruction batch, so that a masked
+            # pixel weighs what an observed one does (a mean over the mask alone would weigh each far more).
+            l1 = ((fake - real).abs() * inside).sum() / (3.0 * (num_recon + inside.sum()))
             loss_dict["mask_l1_loss"] = self.config.mask_l1_mult * l1
         if self.config.use_mask_lpips:
             lpips = self.mask_lpips_net()

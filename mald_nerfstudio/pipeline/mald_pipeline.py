@@ -73,6 +73,10 @@ class MaldPipeline(VanillaPipeline):
     def __init__(self, config: MaldPipelineConfig, device: str, test_mode: str = "val", *args, **kwargs):
         # The discriminator sees exactly the patches the datamanager cuts: one size, set in one place.
         config.model.discriminator.patch_size = config.datamanager.inpaint_patch_size
+        if config.inpainter == "none" and config.datamanager.num_inpaint_patches > 0:
+            # Without inpainted images, patches would teach the NeRF the object itself.
+            CONSOLE.print("inpainter 'none': no mask patches, no supervision inside the masks (nerfacto-masked).")
+            config.datamanager.num_inpaint_patches = 0
         super().__init__(config, device, test_mode, *args, **kwargs)  # type: ignore[arg-type]
         self._inpainter: Optional[Inpainter] = None
         self.updater: Optional[DatasetUpdater] = None
@@ -81,7 +85,7 @@ class MaldPipeline(VanillaPipeline):
         if test_mode == "val":
             # Fail at start-up, not after data loading and pre-training work, when weights are missing.
             if config.inpainter == "ldm":
-                self.inpainter_config().setup(device=self._ldm_device()).check_available()  # type: ignore
+                self.inpainter.check_available()  # type: ignore[attr-defined]
             if isinstance(self.model, MaldNerfModel) and config.model.use_mask_lpips:
                 self.model.mask_lpips_net()
 
@@ -95,7 +99,7 @@ class MaldPipeline(VanillaPipeline):
 
     @property
     def inpainter(self) -> Inpainter:
-        """The 2D inpainter, built on first use."""
+        """The 2D inpainter, built on first use (an LDM's weights load only when it first inpaints)."""
         if self._inpainter is None:
             device = self._ldm_device() if self.config.inpainter == "ldm" else "cpu"
             self._inpainter = self.inpainter_config().setup(device=device)
