@@ -174,6 +174,18 @@ def test_partial_strength_replaces_that_fraction_of_the_mask_in_blocks():
     assert changed_fractions == sorted(changed_fractions)
 
 
+def test_partial_blocks_copy_observed_texture_never_the_render():
+    image, mask, init = _partial_setup()
+    images, masks = batch(image, mask)
+    inpainter = ExemplarInpainterConfig(blend_seams=False).setup()
+    out = inpainter.inpaint(images, masks, init=torch.from_numpy(init)[None], strength=0.5, seeds=[4]).numpy()[0]
+    refilled = mask & (np.abs(out - init).max(axis=-1) > 0)
+    assert refilled.sum() > 0.4 * mask.sum()
+    # Every refilled pixel is an exact copy of an observed pixel (the render's values never are).
+    assert np.isin(_pixel_keys(out[refilled]), _pixel_keys(image[~mask])).all()
+    assert not np.isin(_pixel_keys(out[refilled]), _pixel_keys(init[mask])).any()
+
+
 def test_strength_one_ignores_init():
     image, mask, init = _partial_setup()
     images, masks = batch(image, mask)

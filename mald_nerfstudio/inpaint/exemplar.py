@@ -31,14 +31,14 @@ How a view is filled (full mode, ``strength == 1``):
    texture's sharpness is kept.
 
 Partial mode (``0 < strength < 1``), used by the iterative dataset update with ``init`` = the NeRF's current
-render: the canvas is the original image outside the mask and ``init`` inside it. A seeded random set of
-``partial_block_size`` square blocks of the mask (on a randomly offset grid) is chosen until it covers at
-least ``strength`` of the masked pixels (the overshoot is below one block); only those blocks are re-synthesised
-with steps 1-4, with the kept render pixels acting as context, so new texture continues what the NeRF already
-shows. Every other masked pixel keeps ``init`` exactly. So ``strength`` is the fraction of the masked area that
-is replaced, mirroring how a partial DDIM's noise level sets how much of the render is regenerated: early,
-large strengths replace most of the render; late, small ones only touch a few blocks. ``strength == 0`` returns
-``init`` inside the mask; ``strength == 1`` ignores ``init`` and fills from the original image (full mode).
+render: a seeded random set of ``partial_block_size`` square blocks of the mask (on a randomly offset grid) is
+chosen until it covers at least ``strength`` of the masked pixels (the overshoot is below one block). Those blocks
+take a fresh full-mode fill of the view (steps 1-4, texture copied from the *observed* pixels only, never from
+the render, so a noisy early render cannot feed back into the fills); every other masked pixel keeps ``init``
+exactly. So ``strength`` is the fraction of the masked area that is replaced, mirroring how a partial DDIM's noise
+level sets how much of the render is regenerated: early, large strengths replace most of the render; late, small
+ones only touch a few blocks and keep what the NeRF already agrees on. ``strength == 0`` returns ``init`` inside
+the mask; ``strength == 1`` ignores ``init``.
 
 Fills are deterministic for a seed (same seed, same output, bit for bit, whatever OpenCV's thread count). Speed:
 about 0.15-0.3 CPU seconds per 320x240 view with an object-sized hole (5-20% of the view; Telea: 0.02-0.03 s),
@@ -142,18 +142,21 @@ class ExemplarInpainter(Inpainter):
         for i, seed in enumerate(seeds):
             image, mask = np.clip(images_np[i], 0.0, 1.0), masks_np[i]
             rng = np.random.default_rng(int(seed) % (2**63))
+            if mask.all():
+                raise MaldInputError(
+                    f"the mask of view {i} covers the whole image, so there is no texture to copy from",
+                    fix="leave part of every view unmasked, or use the telea/ldm inpainter for this scene",
+                )
             if strength >= 1.0 or init_np is None:
-                canvas, unknown = image, mask
-                if mask.all():
-                    raise MaldInputError(
-                        f"the mask of view {i} covers the whole image, so there is no texture to copy from",
-                        fix="leave part of every view unmasked, or use the telea/ldm inpainter for this scene",
-                    )
-            else:
-                canvas = np.where(mask[..., None], np.clip(init_np[i], 0.0, 1.0), image).astype(np.float32)
-                unknown = partial_blocks(mask, strength, self.config.partial_block_size, rng)
-            # Partial mode searches at the resolution a full fill of the same mask would use (bounded cost).
-            out.append(self._fill_view(xphoto, canvas, unknown, int(mask.sum()), rng) if unknown.any() else canvas)
+                out.append(self._fill_view(xphoto, image, mask, int(mask.sum()), rng) if mask.any() else image)
+                continue
+            render = np.where(mask[..., None], np.clip(init_np[i], 0.0, 1.0), image).astype(np.float32)
+            blocks = partial_blocks(mask, strength, self.config.partial_block_size, rng)
+            if not blocks.any():
+                out.append(render)
+                continue
+            fresh = self._fill_view(xphoto, image, mask, int(mask.sum()), rng)
+            out.append(np.where(blocks[..., None], fresh, render).astype(np.float32))
         return torch.from_numpy(np.stack(out)).to(images.device)
 
     def _fill_view(
