@@ -13,7 +13,7 @@ Presets:
 
 * ``cpu``: two generated demo scenes (seeds 0 and 1) at half resolution, the CPU-sized methods with the exemplar
   inpainter (mald-nerf-tiny, the pixel-loss baseline without adversarial loss, and nerfacto on the observed pixels
-  only), 600 steps each; about 25 minutes on 2 CPU cores.
+  only), 600 steps each; about 26 minutes on 2 CPU cores.
 * ``spinnerf``: the SPIn-NeRF dataset on a GPU (pass the scene folders with ``--scenes``): mald-nerf and the
   baselines at factor 4 with 40 object-free test views, 30k steps each. Needs the LDM, LPIPS and Inception
   weights (see README).
