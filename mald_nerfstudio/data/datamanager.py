@@ -13,7 +13,7 @@ the dataset-update counter and restored on resume. The originals are never writt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, Optional, Sequence, Tuple, Type
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -198,6 +198,3 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.initialized = bool(state.get("initialized", False))
         self.num_updates = int(state.get("num_updates", 0))
         self._pending_state = None
-
-    def get_param_groups(self) -> Dict[str, List[torch.nn.Parameter]]:
-        return {}

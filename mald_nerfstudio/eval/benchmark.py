@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.eval.evaluate import nan_mean_std
 
 CONSOLE = Console(width=120)
 
@@ -221,11 +222,6 @@ class Benchmark:
                 f"{self.resolved('downscale_factor')}, command: `{' '.join(sys.argv)}`")
 
 
-def _mean(values: List[float]) -> float:
-    finite = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
 def _cell(value: Optional[float], digits: int) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
@@ -245,9 +241,9 @@ def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], 
                 errors = [r.get("error", "") for r in runs if r is not None and "error" in r]
                 lines.append(f"| {method} | " + " | ".join(["failed"] * len(TABLE_COLUMNS)) + f" | {errors[:1]} |")
                 continue
-            cells = [_cell(_mean([r["results"].get(key, math.nan) for r in runs]), digits)
+            cells = [_cell(nan_mean_std([r["results"].get(key, math.nan) for r in runs])[0], digits)
                      for key, _, digits in TABLE_COLUMNS]
-            minutes = _mean([r["train_seconds"] / 60 for r in runs])
+            minutes = nan_mean_std([r["train_seconds"] / 60 for r in runs])[0]
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {minutes:.1f} |")
         return lines
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torchvision.utils as vutils
@@ -18,8 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from nerfstudio.utils.rich_utils import CONSOLE
 
 
-def _nan_stats(values: List[float]) -> tuple:
-    finite = [v for v in values if not math.isnan(v)]
+def nan_mean_std(values: Sequence[Optional[float]]) -> Tuple[float, float]:
+    """Mean and standard deviation of the values that are neither None nor NaN (NaN, NaN when none are)."""
+    finite = [float(v) for v in values if v is not None and not math.isnan(v)]
     if not finite:
         return math.nan, math.nan
     tensor = torch.tensor(finite, dtype=torch.float64)
@@ -61,7 +62,7 @@ def evaluate_views(
     result: Dict[str, Any] = {}
     keys = [k for k in per_image[0] if k != "image"] if per_image else []
     for key in keys:
-        mean, std = _nan_stats([float(entry.get(key, math.nan)) for entry in per_image])
+        mean, std = nan_mean_std([float(entry.get(key, math.nan)) for entry in per_image])
         result[key] = mean
         if get_std:
             result[f"{key}_std"] = std

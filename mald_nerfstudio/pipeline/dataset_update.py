@@ -12,7 +12,7 @@ The update counter lives in the datamanager's checkpointed state, so a resumed r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -71,13 +71,17 @@ def view_seeds(base: int, update_index: int, views: Sequence[int]) -> List[int]:
 
 
 @torch.no_grad()
-def render_mask_regions(model: "Model", datamanager: "MaldDataManager", views: Sequence[int]) -> Tensor:
+def render_mask_regions(
+    model: "Model", ray_generator: Callable[[Tensor], Any], views: Sequence[int], current: Tensor, masks: Tensor
+) -> Tensor:
     """Render each view inside its mask's bounding box; outside it the current inpainted image is kept.
 
-    Returns float [V, H, W, 3]. Only the box is rendered, which is what the inpainters change.
+    ``current`` (float [V, H, W, 3]) and ``masks`` (bool [V, H, W]) are the views' images and masks, on the
+    device of ``ray_generator`` (the datamanager's, indexed by training-view number). Returns float [V, H, W, 3].
+    Only the box is rendered, which is what the inpainters change.
     """
-    _, current, masks = datamanager.view_images(views)
     out = current.clone()
+    camera_optimizer = getattr(model, "camera_optimizer", None)
     was_training = model.training
     model.eval()
     try:
@@ -91,8 +95,7 @@ def render_mask_regions(model: "Model", datamanager: "MaldDataManager", views: S
                 indexing="ij",
             )
             indices = torch.stack([torch.full_like(grid_y, int(view)), grid_y, grid_x], dim=-1).reshape(-1, 3)
-            bundle = datamanager.train_ray_generator(indices.to(datamanager.device))
-            camera_optimizer = getattr(model, "camera_optimizer", None)
+            bundle = ray_generator(indices)
             if camera_optimizer is not None:
                 camera_optimizer.apply_to_raybundle(bundle)
             bundle = bundle.reshape((bottom - top, right - left))
@@ -170,8 +173,8 @@ class DatasetUpdater:
         strength = self.strength(k)
         for start in range(0, len(views), self.batch_size):
             chunk = views[start : start + self.batch_size]
-            renders = render_mask_regions(self.model, self.datamanager, chunk)
-            originals, _, masks = self.datamanager.view_images(chunk)
+            originals, current, masks = self.datamanager.view_images(chunk)
+            renders = render_mask_regions(self.model, self.datamanager.train_ray_generator, chunk, current, masks)
             filled = self.inpainter.inpaint(
                 originals, masks, init=renders, strength=strength, seeds=view_seeds(self.config.seed, k, chunk)
             )
