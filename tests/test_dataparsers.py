@@ -90,7 +90,7 @@ def write_spinnerf_scene(
         name = f"img_{i:03d}.png"
         Image.fromarray(random_image(i, width, height)).save(folder / name)
         if i >= num_test:
-            mask = masks.get(i, box_mask(width, height))
+            mask = masks.get(i, box_mask(width, height, BOX if width > BOX[3] and height > BOX[1] else (1, 3, 1, 3)))
             if mask_scale > 1:
                 mask = mask[::mask_scale, ::mask_scale]
             Image.fromarray(mask.astype(np.uint8)).save(folder / "label" / name)
@@ -393,7 +393,9 @@ def test_auto_parser_picks_nerfstudio_layout(tmp_path):
 
 
 def test_auto_parser_picks_spinnerf_layout(tmp_path):
-    scene = write_spinnerf_scene(tmp_path, num_views=42, num_test=40, width=8, height=6)
+    # Big enough that a small mask dilated like SPIn-NeRF's (radius 10) leaves most of the view observed.
+    scene = write_spinnerf_scene(tmp_path, num_views=42, num_test=40, width=40, height=30,
+                                 masks={40: box_mask(40, 30, (14, 16, 19, 21)), 41: box_mask(40, 30, (14, 16, 19, 21))})
     parser = MaldDataParserConfig(data=scene, downscale_factor=4).setup()
     resolved = parser.resolved_config()
     assert isinstance(resolved, SpinNerfDataParserConfig)

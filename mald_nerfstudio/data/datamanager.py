@@ -165,7 +165,8 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
 
     # ------------------------------------------------------------ checkpoint
     def get_extra_state(self) -> Dict[str, Any]:
-        """Inpainted images of the masked views, whether the initial inpainting ran, and the update counter."""
+        """Inpainted images of the masked views, whether the initial inpainting ran, the update counter and the
+        sampler's random state (so a resumed run draws the same batches)."""
         if self.current is None:
             return dict(self._pending_state or {})
         views = self.views_with_masks()
@@ -174,6 +175,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             "num_updates": int(self.num_updates),
             "views": views.cpu(),
             "inpainted": self.current[views].cpu(),
+            "sampler_rng": self.generator.get_state(),
         }
 
     def set_extra_state(self, state: Any) -> None:
@@ -197,4 +199,6 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.current[views] = images
         self.initialized = bool(state.get("initialized", False))
         self.num_updates = int(state.get("num_updates", 0))
+        if "sampler_rng" in state:  # absent in checkpoints written before resumes drew the same batches
+            self.generator.set_state(state["sampler_rng"])
         self._pending_state = None

@@ -1,8 +1,13 @@
 """Reading the user's images and masks, with clear errors instead of stack traces.
 
-Images are decoded once with PIL (any format PIL reads: PNG, JPEG, ...). Inpainting masks are 8-bit images
-where nonzero marks the region to inpaint: masks stored as 0/1 and as 0/255 both work (values are thresholded
-at 1 when the file's maximum is 1, otherwise at 128, so JPEG noise around 0 is ignored).
+Images are decoded once with PIL (any format PIL reads: PNG, JPEG, ...).
+
+Inpainting masks are read as the user drew them, whatever the file's encoding (see docs/decisions.md, "Reading
+masks"): a pixel's *level* is its largest colour channel (so a red or a white object on black both count) or, when
+the file has an alpha channel that is not constant, its alpha. The object is every pixel whose level is at least
+half the mask's brightest level, which reads 0/1, 0/100, 0/255 and 16-bit 0/65535 masks alike and ignores JPEG
+noise around 0. A file that is not a two-level mask (a photo, a depth map, a soft matte) is refused with the
+levels found.
 """
 
 from __future__ import annotations
@@ -40,20 +45,65 @@ def read_rgb(path: Path) -> np.ndarray:
     )
 
 
+MASK_FIX = "write the mask as a PNG of the same size as its image, 0 (or black) outside the object and 1 or 255 on it"
+
+AMBIGUOUS_LIMIT = 0.35
+"""Largest share of a mask's non-background pixels whose level lies between 25 % and 75 % of its brightest level."""
+
+
+def mask_levels(path: Path) -> Tuple[np.ndarray, str]:
+    """A mask file's per-pixel levels (int or float [H, W]) and where they come from ("colour" or "alpha")."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaldInputError("inpainting mask not found", path, MASK_FIX)
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            if pil.mode in ("I", "F") or pil.mode.startswith("I;16"):
+                return np.asarray(pil).astype(np.float64).clip(min=0), "colour"
+            has_alpha = "A" in pil.getbands() or "transparency" in pil.info
+            pixels = np.asarray(pil.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise MaldInputError(
+            f"this inpainting mask cannot be decoded ({type(err).__name__}: {err}); the file is corrupt or not an image",
+            path,
+            MASK_FIX,
+        ) from None
+    if has_alpha and pixels[..., 3].min() != pixels[..., 3].max():
+        return pixels[..., 3], "alpha"
+    return pixels[..., :3].max(axis=-1), "colour"
+
+
+def binarize_mask(levels: np.ndarray, source: str, path: Path) -> np.ndarray:
+    """Object pixels of a mask: level >= half the brightest level; a mask that is not two-level is an error."""
+    top = float(levels.max(initial=0))
+    if top <= 0:
+        return np.zeros(levels.shape, dtype=bool)
+    not_background = levels > 0.25 * top
+    if top >= 4:  # below that the levels are 0/1 plus JPEG rounding and cannot be told apart
+        ambiguous = float(np.count_nonzero(not_background & (levels < 0.75 * top))) / np.count_nonzero(not_background)
+        if ambiguous > AMBIGUOUS_LIMIT:
+            distinct = np.unique(levels)
+            raise MaldInputError(
+                f"this inpainting mask is not a two-level mask: its {source} holds {len(distinct)} distinct values "
+                f"from {distinct[0]:g} to {top:g}, and {ambiguous:.0%} of its non-background pixels lie between 25% "
+                "and 75% of the brightest value (it looks like a photo, a depth map or a soft matte, not 0/1 or "
+                "0/255)",
+                path,
+                MASK_FIX,
+            )
+    return levels >= 0.5 * top
+
+
 def read_mask(path: Path, image_hw: Tuple[int, int]) -> np.ndarray:
-    """Read an inpainting mask for an image of size ``image_hw`` (H, W) as bool [H, W].
+    """Read an inpainting mask for an image of size ``image_hw`` (H, W) as bool [H, W] (True = inpaint).
 
     A mask at an exact integer multiple or fraction of the image's size (the same factor on both axes, as
     between ``images/`` and ``images_N/``) is resized with nearest-neighbour sampling; any other size is an error.
     """
     path = Path(path)
-    values = _decode(
-        path,
-        "L",
-        "inpainting mask",
-        "write the mask as an 8-bit PNG, same size as its image, nonzero where the object to remove is",
-    )
-    mask = values >= (1 if values.max(initial=0) <= 1 else 128)
+    levels, source = mask_levels(path)
+    mask = binarize_mask(levels, source, path)
     height, width = image_hw
     if mask.shape != (height, width):
         if not _is_exact_rescale(mask.shape, (height, width)):

@@ -49,11 +49,17 @@ def load_view_mask(path: Optional[Path], image_hw: Tuple[int, int], spec: Inpain
 
 
 def check_scene_images(
-    images: Sequence[Path], masks: Sequence[Optional[Path]], is_train: Sequence[bool], spec: InpaintMaskSpec
+    images: Sequence[Path],
+    masks: Sequence[Optional[Path]],
+    is_train: Sequence[bool],
+    spec: InpaintMaskSpec,
+    scene: Path,
 ) -> None:
-    """Decode every image and mask once: readable, one image size per scene, masks fit and leave enough observed."""
+    """Decode every image and mask once: readable, one image size per scene, masks fit and leave enough observed,
+    and at least one training view has something to inpaint (``scene`` is named when none has)."""
     first_hw: Optional[Tuple[int, int]] = None
     first_name = ""
+    train_masks = nonempty_train_masks = 0
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
     ) as progress:
@@ -73,7 +79,21 @@ def check_scene_images(
                 mask = load_view_mask(mask_path, hw, spec)
                 if train:
                     check_coverage(mask, Path(mask_path), spec.max_fraction)
+                    train_masks += 1
+                    nonempty_train_masks += int(mask.any())
             progress.advance(task)
+    if nonempty_train_masks == 0:
+        found = (
+            f"all {train_masks} training masks are empty (no pixel at any level above 0 in any colour channel or alpha)"
+            if train_masks
+            else "no training view has an inpainting mask"
+        )
+        raise MaldInputError(
+            f"{found}, so there is nothing to remove: training would give a plain NeRF with the object still there",
+            scene,
+            "give each training view a mask that marks the object to remove (any nonzero value, colour or alpha; see "
+            "README.md, 'Data layouts'), or train plain nerfacto if there is nothing to remove",
+        )
 
 
 def masks_of(metadata: Dict) -> Tuple[List[Optional[Path]], InpaintMaskSpec]:

@@ -104,7 +104,7 @@ class InpaintNerfstudioDataParser(Nerfstudio):
             max_fraction=self.config.max_mask_fraction,
         )
         if not self._checked:
-            check_scene_images(outputs.image_filenames, mask_files, ~object_free, spec)
+            check_scene_images(outputs.image_filenames, mask_files, ~object_free, spec, scene=json_path)
             self._checked = True
 
         is_eval_split = split != "train"

@@ -152,7 +152,7 @@ class SpinNerfDataParser(DataParser):
                     "remove the stray masks or restore their images (and their rows in poses_bounds.npy)",
                 )
         if not self._checked:
-            check_scene_images(files, mask_files, is_train, spec)
+            check_scene_images(files, mask_files, is_train, spec, scene=label_dir)
             self._checked = True
 
         c2w = torch.eye(4).repeat(len(files), 1, 1)

@@ -36,6 +36,7 @@ from jaxtyping import Bool, Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor
 
+from mald_nerfstudio.data.image_io import binarize_mask, mask_levels, read_rgb
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig, build_prompt
 from mald_nerfstudio.inpaint.partial_ddim import (
@@ -522,8 +523,6 @@ def read_scene_folders(images_dir: Path, masks_dir: Path) -> Tuple[Tensor, Tenso
 
     Each image needs a mask of the same file name (or the same stem with ``.png``) and the same size.
     """
-    from PIL import Image
-
     for folder in (images_dir, masks_dir):
         if not folder.is_dir():
             raise MaldInputError("folder not found", path=folder, fix="pass existing --images and --masks folders")
@@ -540,12 +539,9 @@ def read_scene_folders(images_dir: Path, masks_dir: Path) -> Tuple[Tensor, Tenso
                 path=masks_dir,
                 fix=f"add {image_file.stem}.png (nonzero = object)",
             )
-        try:
-            image = np.asarray(Image.open(image_file).convert("RGB"), dtype=np.float32) / 255.0
-            mask = np.asarray(Image.open(mask_file))
-        except OSError as err:
-            raise MaldInputError(f"cannot read the image ({err})", path=image_file) from err
-        mask = mask[..., :3].any(axis=-1) if mask.ndim == 3 else mask != 0
+        image = read_rgb(image_file).astype(np.float32) / 255.0
+        levels, source = mask_levels(mask_file)
+        mask = binarize_mask(levels, source, mask_file)
         if mask.shape != image.shape[:2]:
             raise MaldInputError(
                 f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size {image.shape[1]}x{image.shape[0]}",
