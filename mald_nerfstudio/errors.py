@@ -4,7 +4,8 @@ Bad input (a missing mask, a corrupt image, poses with NaN, ...) must reach the 
 that names the file and the fix, not as a stack trace. Library code raises :class:`MaldInputError`; when such
 an error reaches the top of a command (``ns-train``, ``ns-eval``, our own CLIs), the hook installed by
 :func:`install_excepthook` prints the paragraph and exits with status 1. Inside Python (tests, notebooks)
-it stays an ordinary exception.
+it stays an ordinary exception. The hook also turns a checkpoint that nerfstudio's own loaders (``ns-eval``,
+``ns-viewer``, ``ns-render``) cannot decode into the same kind of paragraph, naming the file.
 """
 
 from __future__ import annotations
@@ -42,9 +43,32 @@ def format_error(err: BaseException) -> str:
     return f"\nmald-nerfstudio error:\n{body}\n"
 
 
+def _unreadable_checkpoint(exc: BaseException, tb) -> Optional[Path]:
+    """The checkpoint nerfstudio's loaders (``ns-eval``, ``ns-viewer``, ``ns-render``) failed to decode, if that
+    is what ``exc`` is: raised inside ``torch.load`` called from a frame whose ``load_path`` names the file."""
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for caller, callee in zip(frames, frames[1:]):
+        path = caller.f_locals.get("load_path")
+        if path is not None and str(path).endswith(".ckpt") and callee.f_code.co_name == "load" and (
+            "torch" in callee.f_code.co_filename and "serialization" in callee.f_code.co_filename
+        ):
+            return Path(path)
+    return None
+
+
 def _hook(exc_type, exc, tb, _previous=sys.excepthook):
     if isinstance(exc, (MaldInputError, MaldSetupError)):
         sys.stderr.write(format_error(exc))
+        sys.stderr.flush()
+        return
+    checkpoint = _unreadable_checkpoint(exc, tb) if isinstance(exc, Exception) else None
+    if checkpoint is not None:
+        from mald_nerfstudio.checkpoint_files import damaged_checkpoint_error
+
+        sys.stderr.write(format_error(damaged_checkpoint_error(checkpoint, exc)))
         sys.stderr.flush()
         return
     _previous(exc_type, exc, tb)

@@ -13,21 +13,38 @@ Both steps share nerfstudio's gradient scaler (one ``update()`` per iteration, a
 several optimizers prescribes), so mixed precision works on GPU. Before the first iteration the pipeline gets
 the chance to customise the diffusion model and inpaint the training views (skipped when a checkpoint already
 holds them).
+
+A run resumed with ``--load-dir`` finishes the same run: ``--max-num-iterations`` is the run's total length
+(nerfstudio counts it from the loaded step), the dataset-update schedule keeps the horizon it started with, and
+the random states are those of the step the checkpoint was written at. Checkpoints are written atomically and a
+damaged newest checkpoint is skipped for the previous good one (:mod:`mald_nerfstudio.checkpoint_files`).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Dict, Tuple, Type
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Type
 
 import torch
 
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TRAIN_INTERATION_OUTPUT, Trainer, TrainerConfig
 from nerfstudio.utils import profiler
+from nerfstudio.utils.decorators import check_main_thread
+from nerfstudio.utils.rich_utils import CONSOLE
 
+from mald_nerfstudio.checkpoint_files import (
+    atomic_torch_save,
+    capture_rng_state,
+    read_resume_checkpoint,
+    restore_rng_state,
+)
 from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP
+
+RUN_STATE_KEY = "mald_run"
+"""Checkpoint entry with what a resumed run needs beyond nerfstudio's: the schedule horizon and random states."""
 
 
 @dataclass
@@ -47,13 +64,86 @@ class MaldTrainerConfig(TrainerConfig):
 
 
 class MaldTrainer(Trainer):
-    """Trainer with a separate discriminator step and a pre-training preparation hook."""
+    """Trainer with a separate discriminator step, a pre-training preparation hook and runs that resume exactly."""
+
+    def __init__(self, config: TrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(config, local_rank, world_size)
+        self.schedule_horizon: int = config.max_num_iterations
+        """Length of the run the dataset-update schedule is planned for (kept from the first start on resume)."""
+        self._resumed_rng: Optional[Dict[str, Any]] = None
 
     def train(self) -> None:
         prepare = getattr(self.pipeline, "prepare_training", None)
         if prepare is not None:
             prepare(self)
-        super().train()
+        total = self.config.max_num_iterations
+        remaining = total - self._start_step
+        if remaining <= 0:
+            CONSOLE.print(
+                f"[bold yellow]Nothing to train: the checkpoint is at step {self._start_step - 1} and this run is "
+                f"{total} steps long (mald-nerf counts --max-num-iterations from step 0, also when resuming). Pass "
+                "a larger --max-num-iterations to train longer."
+            )
+            return
+        if self._resumed_rng is not None:
+            # After the preparation, which consumes random numbers only in a fresh run.
+            restore_rng_state(self._resumed_rng)
+            self._resumed_rng = None
+        # nerfstudio's loop runs max_num_iterations steps from the loaded step; ours ends at step total - 1.
+        self.config.max_num_iterations = remaining
+        try:
+            super().train()
+        finally:
+            self.config.max_num_iterations = total
+
+    def _load_checkpoint(self) -> None:
+        """nerfstudio's ``Trainer._load_checkpoint`` (copied), changed to skip a damaged newest checkpoint for the
+        previous good one, to give a paragraph instead of a traceback for a damaged file, and to restore the
+        schedule horizon and the random states."""
+        path, loaded_state = read_resume_checkpoint(
+            self.config.load_dir, self.config.load_step, self.config.load_checkpoint
+        )
+        if loaded_state is None:
+            CONSOLE.print("No Nerfstudio checkpoint to load, so training from scratch.")
+            return
+        self._start_step = loaded_state["step"] + 1
+        self.pipeline.load_pipeline(loaded_state["pipeline"], loaded_state["step"])
+        self.optimizers.load_optimizers(loaded_state["optimizers"])
+        if "schedulers" in loaded_state and self.config.load_scheduler:
+            self.optimizers.load_schedulers(loaded_state["schedulers"])
+        self.grad_scaler.load_state_dict(loaded_state["scalers"])
+        run_state = loaded_state.get(RUN_STATE_KEY) or {}
+        self.schedule_horizon = int(run_state.get("schedule_horizon", self.config.max_num_iterations))
+        self._resumed_rng = run_state.get("rng")
+        if self.schedule_horizon != self.config.max_num_iterations:
+            CONSOLE.print(
+                f"[bold yellow]This run was started for {self.schedule_horizon} steps and now ends at step "
+                f"{self.config.max_num_iterations}; its dataset-update schedule keeps the original horizon."
+            )
+        CONSOLE.print(f"Done loading Nerfstudio checkpoint from {path} (resuming at step {self._start_step}).")
+
+    @check_main_thread
+    def save_checkpoint(self, step: int) -> None:
+        """nerfstudio's ``Trainer.save_checkpoint`` (copied), changed to write the file atomically (a run killed
+        while saving leaves the previous checkpoint intact) and to add the run state a resume needs."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_path: Path = self.checkpoint_dir / f"step-{step:09d}.ckpt"
+        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline  # type: ignore
+        atomic_torch_save(
+            {
+                "step": step,
+                "pipeline": pipeline.state_dict(),
+                "optimizers": {k: v.state_dict() for (k, v) in self.optimizers.optimizers.items()},
+                "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
+                "scalers": self.grad_scaler.state_dict(),
+                RUN_STATE_KEY: {"schedule_horizon": self.schedule_horizon, "rng": capture_rng_state()},
+            },
+            ckpt_path,
+        )
+        if self.config.save_only_latest_checkpoint:
+            for f in self.checkpoint_dir.glob("*.ckpt"):
+                if f != ckpt_path:
+                    f.unlink()
 
     def _autocast_device(self) -> str:
         device = self.device.split(":")[0]

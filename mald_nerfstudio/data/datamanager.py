@@ -13,7 +13,7 @@ the dataset-update counter and restored on resume. The originals are never writt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -61,6 +61,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.masks: Optional[Tensor] = None
         self.initialized = False
         self.num_updates = 0
+        self.update_history: List[Tuple[int, float]] = []
         self._pending_state: Optional[Dict] = None
         super().__init__(config, *args, **kwargs)
 
@@ -163,16 +164,22 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         keep = ~self.masks[idx][..., None]
         self.current[idx] = torch.where(keep, self.originals[idx], new)
 
+    def record_update(self, step: int, strength: float) -> None:
+        """Count a dataset update that ran at ``step`` with partial-denoising ``strength`` (kept in checkpoints)."""
+        self.num_updates += 1
+        self.update_history.append((int(step), float(strength)))
+
     # ------------------------------------------------------------ checkpoint
     def get_extra_state(self) -> Dict[str, Any]:
-        """Inpainted images of the masked views, whether the initial inpainting ran, the update counter and the
-        sampler's random state (so a resumed run draws the same batches)."""
+        """Inpainted images of the masked views, whether the initial inpainting ran, the updates so far (count and
+        (step, strength) of each) and the sampler's random state (so a resumed run draws the same batches)."""
         if self.current is None:
             return dict(self._pending_state or {})
         views = self.views_with_masks()
         return {
             "initialized": bool(self.initialized),
             "num_updates": int(self.num_updates),
+            "update_history": list(self.update_history),
             "views": views.cpu(),
             "inpainted": self.current[views].cpu(),
             "sampler_rng": self.generator.get_state(),
@@ -199,6 +206,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.current[views] = images
         self.initialized = bool(state.get("initialized", False))
         self.num_updates = int(state.get("num_updates", 0))
+        self.update_history = [(int(step), float(strength)) for step, strength in state.get("update_history", [])]
         if "sampler_rng" in state:  # absent in checkpoints written before resumes drew the same batches
             self.generator.set_state(state["sampler_rng"])
         self._pending_state = None

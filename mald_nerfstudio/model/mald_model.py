@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
 import torch
 from torch import Tensor, nn
@@ -100,6 +100,17 @@ class MaldNerfModel(NerfactoModel):
         self._mask_lpips: Optional[nn.Module] = None
         self._last_patches: Optional[Tuple[Tensor, Tensor, Tensor]] = None
         self._metrics: Optional[InpaintingMetrics] = None
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        """The proposal sampler's schedule counters, which nerfacto leaves out of checkpoints (a resumed run would
+        otherwise update the proposal networks at other steps than the uninterrupted run)."""
+        sampler = self.proposal_sampler
+        return {"proposal_step": int(sampler._step), "proposal_steps_since_update": int(sampler._steps_since_update)}
+
+    def set_extra_state(self, state: Any) -> None:
+        if isinstance(state, dict) and "proposal_step" in state:
+            self.proposal_sampler._step = int(state["proposal_step"])
+            self.proposal_sampler._steps_since_update = int(state["proposal_steps_since_update"])
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = super().get_param_groups()

@@ -118,6 +118,7 @@ class DatasetUpdater:
         max_num_iterations: int,
         batch_size: int = 1,
         on_update: Optional[Callable[[List[int]], None]] = None,
+        schedule_horizon: Optional[int] = None,
     ) -> None:
         self.config = config
         self.datamanager = datamanager
@@ -127,7 +128,8 @@ class DatasetUpdater:
         self.batch_size = max(1, batch_size)
         self.on_update = on_update
         self.update_steps = set(scheduled_update_steps(config, max_num_iterations))
-        self.last_index = last_update_index(config, max_num_iterations)
+        # A resumed run that was lengthened keeps updating every U steps, at t_min past the original horizon's K.
+        self.last_index = last_update_index(config, schedule_horizon or max_num_iterations)
 
     def initial_inpainting(self) -> None:
         """Inpaint every masked training view at full strength from its original image (progress bar)."""
@@ -179,7 +181,7 @@ class DatasetUpdater:
                 originals, masks, init=renders, strength=strength, seeds=view_seeds(self.config.seed, k, chunk)
             )
             self.datamanager.set_inpainted(chunk, filled)
-        self.datamanager.num_updates = k + 1
+        self.datamanager.record_update(step, strength)
         writer.put_scalar("Dataset update/strength", strength, step)
         writer.put_scalar("Dataset update/count", k + 1, step)
         if self.on_update is not None:

@@ -123,6 +123,7 @@ class MaldPipeline(VanillaPipeline):
             self.model,
             self.inpainter,
             max_num_iterations=trainer.config.max_num_iterations,
+            schedule_horizon=getattr(trainer, "schedule_horizon", None),
             batch_size=getattr(self.inpainter_config(), "batch_size", 1),
             on_update=lambda views: self._show_update(trainer, views),
         )

@@ -1,0 +1,150 @@
+"""Crash-safe checkpoint files: atomic writes, damaged files named in one paragraph, resume from the newest good one.
+
+nerfstudio writes ``step-*.ckpt`` in place and resumes from the highest step, so a run killed during a save
+leaves a partial newest file that blocks every later resume. Our trainer writes each checkpoint to a temporary
+file next to the checkpoint folder (never inside it: nerfstudio parses every name in that folder as a step) and
+renames it into place, which is atomic on POSIX and Windows; the newest ``step-*.ckpt`` is therefore always
+complete. Files damaged some other way (a copy cut short, a full disk before this change) are reported by name.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from mald_nerfstudio.errors import MaldInputError, format_error
+
+PARTIAL_SUFFIX = ".partial"
+"""Suffix of a checkpoint being written; such files are left only by a run killed during a save."""
+
+
+def atomic_torch_save(state: Dict[str, Any], path: Path) -> None:
+    """``torch.save`` to ``path`` so that ``path`` is either absent, the old file, or the complete new one."""
+    path = Path(path)
+    partial = path.parent.parent / f".{path.parent.name}-{path.name}{PARTIAL_SUFFIX}"
+    for stale in path.parent.parent.glob(f".{path.parent.name}-*{PARTIAL_SUFFIX}"):
+        stale.unlink(missing_ok=True)  # left by a run killed while saving
+    try:
+        with open(partial, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def checkpoint_steps(folder: Path) -> List[Tuple[int, Path]]:
+    """(step, path) of the ``step-NNNNNNNNN.ckpt`` files in a folder, newest first."""
+    found = []
+    for path in Path(folder).glob("step-*.ckpt"):
+        digits = path.stem[len("step-") :]
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found, reverse=True)
+
+
+def read_checkpoint(path: Path) -> Dict[str, Any]:
+    """Load a nerfstudio checkpoint on the CPU; an unreadable or incomplete file raises a paragraph naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaldInputError("checkpoint not found", path, "pass an existing checkpoint file or folder")
+    try:
+        state = torch.load(path, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - any failure to decode the file is reported the same way
+        raise damaged_checkpoint_error(path, err) from None
+    if not isinstance(state, dict) or not {"step", "pipeline"} <= set(state):
+        raise damaged_checkpoint_error(path, ValueError("it holds no 'step' and 'pipeline' entries"))
+    return state
+
+
+def damaged_checkpoint_error(path: Path, err: BaseException) -> MaldInputError:
+    """The paragraph for a checkpoint that cannot be loaded."""
+    reason = " ".join(str(err).split())[:300]
+    return MaldInputError(
+        f"this checkpoint cannot be loaded ({type(err).__name__}: {reason}); the file is damaged or incomplete, "
+        "for example written by a run killed during a save before mald-nerfstudio saved atomically, or copied "
+        "only in part",
+        path,
+        "delete or move it: resuming and ns-eval then use the newest remaining checkpoint in its folder (or pass "
+        "another with --load-step / --load-checkpoint)",
+    )
+
+
+def read_resume_checkpoint(
+    load_dir: Optional[Path], load_step: Optional[int], load_checkpoint: Optional[Path]
+) -> Tuple[Optional[Path], Optional[Dict[str, Any]]]:
+    """The checkpoint ``ns-train`` resumes from: as nerfstudio chooses it, except that a damaged newest file in
+    ``load_dir`` is reported and skipped for the previous good one. A file named explicitly must load."""
+    if load_dir is None:
+        if load_checkpoint is None:
+            return None, None
+        return Path(load_checkpoint), read_checkpoint(Path(load_checkpoint))
+    if load_step is not None:
+        path = Path(load_dir) / f"step-{load_step:09d}.ckpt"
+        return path, read_checkpoint(path)
+    candidates = checkpoint_steps(Path(load_dir))
+    if not candidates:
+        raise MaldInputError(
+            "no step-*.ckpt checkpoint in this folder", load_dir, "pass the nerfstudio_models/ folder of a run"
+        )
+    damaged: List[MaldInputError] = []
+    for _, path in candidates:
+        try:
+            state = read_checkpoint(path)
+        except MaldInputError as err:
+            damaged.append(err)
+            CONSOLE.print(format_error(err).strip(), markup=False, highlight=False, soft_wrap=True)
+            continue
+        if damaged:
+            CONSOLE.print(
+                f"[bold yellow]Resuming from the previous good checkpoint {path} instead of the damaged "
+                f"{damaged[0].path}.",
+                soft_wrap=True,
+            )
+        return path, state
+    raise MaldInputError(
+        f"none of the {len(candidates)} checkpoints in this folder can be loaded (newest: {candidates[0][1].name})",
+        load_dir,
+        "start the run again without --load-dir, or resume from a copy of the run that holds a good checkpoint",
+    )
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """The global random states (torch CPU and CUDA, numpy, Python), as types the safe checkpoint loader accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: Dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Set the global random states captured by :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+         numpy_state["has_gauss"], numpy_state["cached"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
