@@ -250,6 +250,22 @@ def test_spinnerf_downscale_factor_selects_folder_and_scales_focal(tmp_path, fac
     assert float(outputs.cameras.fx[0]) == pytest.approx(100.0 / factor)
 
 
+def test_empty_images_folder_is_refused_for_factor_1_and_named_when_skipped(tmp_path, capsys):
+    write_spinnerf_scene(tmp_path, num_views=3, num_test=1, factor=2)
+    (tmp_path / "images").mkdir()  # e.g. a copy that left the full-resolution images behind
+    with pytest.raises(MaldInputError) as info:
+        parse(SpinNerfDataParserConfig(data=tmp_path, downscale_factor=1, num_test_views=1))
+    text = str(info.value)
+    assert "images/ holds no images" in text and "--downscale-factor 1" in text and "images_2/" in text
+
+    capsys.readouterr()
+    outputs = parse(SpinNerfDataParserConfig(data=tmp_path, num_test_views=1))  # no factor: the parser picks
+    said = " ".join(capsys.readouterr().out.split())
+    assert {p.parent.name for p in outputs.image_filenames} == {"images_2"}
+    assert "Skipping images/: no images in it." in said
+    assert f"images_2 (downscale factor 2): 3 images of {WIDTH}x{HEIGHT}, 2 for training." in said
+
+
 def test_spinnerf_reads_masks_from_label_folder(tmp_path):
     masks = {2: box_mask(box=(0, 5, 0, 5)), 3: box_mask(box=(20, 30, 30, 40))}
     scene = write_spinnerf_scene(tmp_path, num_views=4, num_test=2, masks=masks)

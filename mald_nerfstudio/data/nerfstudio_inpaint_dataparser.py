@@ -25,6 +25,7 @@ import torch
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
 from nerfstudio.utils.io import load_from_json
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec, check_scene_images, inpaint_metadata
 from mald_nerfstudio.errors import MaldInputError
@@ -105,6 +106,13 @@ class InpaintNerfstudioDataParser(Nerfstudio):
         )
         if not self._checked:
             check_scene_images(outputs.image_filenames, mask_files, ~object_free, spec, scene=json_path)
+            folders = sorted({str(Path(f).parent) for f in outputs.image_filenames})
+            CONSOLE.print(
+                f"Reading {', '.join(folders)} (downscale factor {self.downscale_factor}): "
+                f"{len(outputs.image_filenames)} images of {int(outputs.cameras.width[0])}x"
+                f"{int(outputs.cameras.height[0])}, {int((~object_free).sum())} for training.",
+                soft_wrap=True,
+            )
             self._checked = True
 
         is_eval_split = split != "train"

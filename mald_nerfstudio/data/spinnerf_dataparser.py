@@ -6,7 +6,7 @@ Layout::
       poses_bounds.npy            LLFF poses (3x5 + near/far per image) for the full-resolution images
       images/                     full-resolution images (factor 1)
       images_N/                   images downscaled by N (e.g. images_4/ at SPIn-NeRF's working resolution)
-      images_N/label/<name>       inpainting masks, same file names, 8-bit, 0/1 or 0/255 (nonzero = inpaint)
+      images_N/label/<name>       inpainting masks, same file names (read as in :mod:`~mald_nerfstudio.data.image_io`)
 
 Images are sorted by file name. The first ``num_test_views`` (SPIn-NeRF: 40) were captured without the object and
 serve only as ground truth for evaluation; the rest are the training views and each must have a mask. A mask
@@ -21,6 +21,7 @@ from typing import List, Literal, Optional, Tuple, Type
 
 import numpy as np
 import torch
+from PIL import Image
 
 from nerfstudio.cameras import camera_utils
 from nerfstudio.cameras.cameras import Cameras, CameraType
@@ -82,22 +83,34 @@ class SpinNerfDataParser(DataParser):
         data = Path(self.config.data)
         if not data.is_dir():
             raise MaldInputError("scene folder not found", data, "pass the folder that holds poses_bounds.npy")
+        folders = sorted(
+            [(1, data / "images")] + [(int(p.name[7:]), p) for p in data.glob("images_*") if p.name[7:].isdigit()]
+        )
+        candidates = [(f, p) for f, p in folders if p.is_dir() and _list_images(p)]
+        others = ", ".join(f"{p.name}/" for _, p in candidates) or "none"
         if self.config.downscale_factor is not None:
             factor = int(self.config.downscale_factor)
             folder = data / ("images" if factor == 1 else f"images_{factor}")
             if not folder.is_dir():
                 raise MaldInputError(
-                    f"no {folder.name}/ folder for --downscale-factor {factor}",
+                    f"no {folder.name}/ folder for --downscale-factor {factor} (folders with images: {others})",
                     data,
                     "choose a factor whose images_N/ folder exists, or create it by downscaling images/",
                 )
+            if not _list_images(folder):
+                raise MaldInputError(
+                    f"{folder.name}/ holds no images, but --downscale-factor {factor} asks for them (folders with "
+                    f"images: {others})",
+                    folder,
+                    f"put the images at that resolution into {folder.name}/, or choose the factor of a folder that "
+                    "has them",
+                )
             return folder, factor
-        candidates = sorted(
-            [(1, data / "images")] + [(int(p.name[7:]), p) for p in data.glob("images_*") if p.name[7:].isdigit()]
-        )
-        candidates = [(f, p) for f, p in candidates if p.is_dir() and _list_images(p)]
         if not candidates:
             raise MaldInputError("no images/ or images_N/ folder with images", data, "check the scene folder")
+        empty = [p.name for _, p in folders if p.is_dir() and not _list_images(p)]
+        if empty:
+            CONSOLE.print(f"[bold yellow]Skipping {', '.join(n + '/' for n in empty)}: no images in it.")
         for factor, folder in candidates:
             # read_rgb, not a bare PIL open: a corrupt first image must give the user-facing error.
             if max(read_rgb(_list_images(folder)[0]).shape[:2]) <= self.config.max_long_edge:
@@ -153,6 +166,12 @@ class SpinNerfDataParser(DataParser):
                 )
         if not self._checked:
             check_scene_images(files, mask_files, is_train, spec, scene=label_dir)
+            with Image.open(files[0]) as first:
+                CONSOLE.print(
+                    f"Reading {image_dir} (downscale factor {factor}): {len(files)} images of "
+                    f"{first.size[0]}x{first.size[1]}, {int(is_train.sum())} for training.",
+                    soft_wrap=True,
+                )
             self._checked = True
 
         c2w = torch.eye(4).repeat(len(files), 1, 1)
@@ -163,8 +182,6 @@ class SpinNerfDataParser(DataParser):
         far = float(np.percentile(poses.bounds[:, 1], self.config.depth_for_unit_scale))
         scale = 1.0 / max(far, 1e-8)
         c2w[:, :3, 3] *= scale
-
-        from PIL import Image
 
         with Image.open(files[0]) as first:
             width, height = first.size
