@@ -20,6 +20,9 @@ from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig
 from mald_nerfstudio.pipeline.mald_pipeline import MaldPipelineConfig
 from mald_nerfstudio.trainer import AdamBetasOptimizerConfig, MaldTrainerConfig
 
+VIEWER_HOST = "127.0.0.1"
+"""The viewer listens on this machine only (nerfstudio's default, 0.0.0.0, lets the whole network steer training)."""
+
 
 def optimizers(max_steps: int, discriminator_lr: float = 2e-3) -> dict:
     """nerfacto's optimizers plus the discriminator's (Adam, beta1 = 0, as for StyleGAN2's D; its learning rate
@@ -65,7 +68,7 @@ def mald_nerf_config() -> MaldTrainerConfig:
             dataset_update=DatasetUpdateConfig(update_every=200, views_per_update=4, first_update_step=2000),
         ),
         optimizers=optimizers(max_steps=200000),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15, websocket_host=VIEWER_HOST),
         vis="viewer",
     )
 
@@ -114,7 +117,7 @@ def mald_nerf_tiny_config() -> MaldTrainerConfig:
             dataset_update=DatasetUpdateConfig(update_every=100, views_per_update=2, first_update_step=300),
         ),
         optimizers=optimizers(max_steps=max_steps * 4),
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 13, quit_on_train_completion=True),
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 13, quit_on_train_completion=True, websocket_host=VIEWER_HOST),
         vis="viewer+tensorboard",
     )
 

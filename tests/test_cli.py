@@ -154,3 +154,61 @@ def test_ns_train_help_lists_both_methods(tmp_path):
     for flag in ("--pipeline.dataset-update.t-max", "--pipeline.model.use-adversarial",
                  "--pipeline.ldm.model", "--pipeline.customization.rank", "--pipeline.datamanager.inpaint-patch-size"):
         assert flag in method_help.stdout, flag
+
+
+def test_ns_eval_on_a_damaged_checkpoint_names_the_file_in_one_paragraph(demo_run, tmp_path):
+    (checkpoint,) = list((demo_run.parent / "nerfstudio_models").glob("step-*.ckpt"))
+    whole = checkpoint.read_bytes()
+    try:
+        checkpoint.write_bytes(whole[: len(whole) // 3])  # what a kill during a non-atomic save leaves
+        result = run(["ns-eval", "--load-config", str(demo_run), "--output-path", str(tmp_path / "eval.json")],
+                     cwd=tmp_path)
+    finally:
+        checkpoint.write_bytes(whole)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert str(checkpoint) in result.stdout and "cannot be loaded" in result.stdout
+
+
+def test_ns_render_writes_a_video_of_a_trained_run(demo_run, tmp_path):
+    video = tmp_path / "interpolated.mp4"
+    result = run(["ns-render", "interpolate", "--load-config", str(demo_run), "--output-path", str(video),
+                  "--interpolation-steps", "2", "--frame-rate", "4"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert video.is_file() and video.stat().st_size > 1000
+
+
+def _listening_hosts(port: int):
+    """Local addresses (hex, as the kernel lists them) of the sockets listening on ``port``; no traffic is sent."""
+    hosts = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, _, state = line.split()[1:4]
+            address, hex_port = local.rsplit(":", 1)
+            if int(hex_port, 16) == port and state == "0A":  # 0A = LISTEN
+                hosts.append(address)
+    return hosts
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table (Linux)")
+def test_ns_train_viewer_listens_on_this_machine_only(demo_scene, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        ["ns-train", "mald-nerf-tiny", "--data", str(demo_scene), "--output-dir", str(tmp_path),
+         "--vis", "viewer", "--viewer.websocket-port", str(port), "--max-num-iterations", "100000"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        deadline, hosts = time.time() + 180, []
+        while time.time() < deadline and proc.poll() is None and not hosts:
+            hosts = _listening_hosts(port)
+            time.sleep(0.5)
+        assert hosts, "the viewer never listened"
+        assert set(hosts) == {"0100007F"}, hosts  # 127.0.0.1, not 00000000 (0.0.0.0, every interface)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
