@@ -66,7 +66,8 @@ def test_ns_eval_reports_psnr_ssim_over_object_free_views_and_names_skipped_metr
     assert results["num_views"] == 3  # the demo fixture's object-free views
     assert 5.0 < results["psnr"] < 60.0 and 0.0 < results["ssim"] <= 1.0
     assert [entry["image"] for entry in results["per_image"]] == ["image000.png", "image001.png", "image002.png"]
-    assert "masked_psnr" in results["per_image"][0]
+    assert "masked_psnr" in results["per_image"][0] and "m_sharpness" in results["per_image"][0]
+    assert results["m_swd"] > 0 and results["swd"] > 0 and 0 < results["m_sharpness"] < 10  # weight-free proxies
     if "lpips" not in results:  # no AlexNet weights on this machine: skipped with the reason
         assert "alexnet-owt-7be5be79.pth" in results["unavailable_metrics"]["lpips"]
         assert "Skipped metric lpips" in result.stdout

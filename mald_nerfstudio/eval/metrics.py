@@ -8,10 +8,11 @@ Conventions (everything in this module):
 
 Per image (:meth:`InpaintingMetrics.per_image`): ``psnr``, ``ssim`` (whole image, torchmetrics with
 ``data_range=1``), ``masked_psnr`` (MSE over the masked pixels), ``masked_ssim`` (torchmetrics' SSIM map averaged
-over the masked pixels), ``lpips`` and ``m_lpips`` (LPIPS after setting the pixels outside the mask to black in
-both images). Masked values of an image whose mask is empty are NaN (average them with a NaN-aware mean).
+over the masked pixels), ``m_sharpness`` (Laplacian energy in the mask relative to the truth's, weight-free),
+``lpips`` and ``m_lpips`` (LPIPS after setting the pixels outside the mask to black in both images). Masked values of an image whose mask is empty are NaN (average them with a NaN-aware mean).
 
-Per set (:meth:`InpaintingMetrics.per_set`): ``fid``, ``kid`` and ``kid_std`` between the rendered and the
+Per set (:meth:`InpaintingMetrics.per_set`): ``swd`` and ``m_swd`` (weight-free, see
+:mod:`mald_nerfstudio.eval.patch_swd`); ``fid``, ``kid`` and ``kid_std`` between the rendered and the
 ground-truth views; ``c_fid``, ``c_kid``, ``c_kid_std``: the same on crops around the mask border (see
 :mod:`mald_nerfstudio.eval.border_crops`). FID/KID use torchmetrics' ``FrechetInceptionDistance`` /
 ``KernelInceptionDistance`` fed with features extracted once per image by the FID Inception network.
@@ -43,10 +44,11 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.eval.border_crops import border_crops
 from mald_nerfstudio.eval.metric_networks import PerceptualDistance, build_inception, build_lpips
+from mald_nerfstudio.eval.patch_swd import masked_sharpness, swd
 
-PER_IMAGE_METRICS = ("psnr", "ssim", "masked_psnr", "masked_ssim", "lpips", "m_lpips")
+PER_IMAGE_METRICS = ("psnr", "ssim", "masked_psnr", "masked_ssim", "m_sharpness", "lpips", "m_lpips")
 """Metric names computed per image."""
-PER_SET_METRICS = ("fid", "kid", "c_fid", "c_kid")
+PER_SET_METRICS = ("swd", "m_swd", "fid", "kid", "c_fid", "c_kid")
 """Metric names computed per set (``kid``/``c_kid`` also report ``kid_std``/``c_kid_std``)."""
 ALL_METRICS = PER_IMAGE_METRICS + PER_SET_METRICS
 """Every metric name :class:`MetricsConfig` accepts."""
@@ -74,7 +76,8 @@ class MetricsConfig(InstantiateConfig):
     _target: Type = field(default_factory=lambda: InpaintingMetrics)
     """Target class to instantiate."""
     metrics: Tuple[str, ...] = ALL_METRICS
-    """Metrics to compute; any of psnr, ssim, masked_psnr, masked_ssim, lpips, m_lpips, fid, kid, c_fid, c_kid."""
+    """Metrics to compute; any of psnr, ssim, masked_psnr, masked_ssim, m_sharpness, lpips, m_lpips, swd, m_swd, fid,
+    kid, c_fid, c_kid."""
     lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of LPIPS / M-LPIPS (torchmetrics' LPIPS with the torchvision ImageNet backbone)."""
     lpips_weights_path: Optional[Path] = None
@@ -299,6 +302,8 @@ class InpaintingMetrics:
                 out["ssim"] = float(ssim_value)
             if want_masked_ssim:
                 out["masked_ssim"] = float(ssim_map[mask_b].mean()) if bool(mask_b.any()) else math.nan
+        if mask_b is not None and self._wants("m_sharpness"):
+            out["m_sharpness"] = masked_sharpness(pred, gt, mask_b)
         if self.lpips_distance is not None:
             if self._wants("lpips"):
                 out["lpips"] = float(self.lpips_distance(_chw(pred), _chw(gt))[0])
@@ -361,10 +366,14 @@ class InpaintingMetrics:
             enabled and available metrics; NaN where a set has fewer than 2 samples.
         """
         out: Dict[str, float] = {}
-        if self.feature_extractor is None:
-            return out
         preds = [_as_image(p, "A rendered image") for p in preds]
         gts = [_as_image(g, "A reference image") for g in gts]
+        if self._wants("swd"):
+            out["swd"] = swd(preds, gts, seed=self.config.seed)
+        if self._wants("m_swd") and masks is not None:
+            out["m_swd"] = swd(preds, gts, masks, gt_masks, seed=self.config.seed)
+        if self.feature_extractor is None:
+            return out
         if self._wants("fid") or self._wants("kid"):
             fake = self._features([p.permute(2, 0, 1) for p in preds], batch_size=1)
             real = self._features([g.permute(2, 0, 1) for g in gts], batch_size=1)
