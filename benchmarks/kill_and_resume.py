@@ -21,6 +21,8 @@ from typing import List, Tuple
 
 import torch
 
+from mald_nerfstudio.checkpoint_files import read_checkpoint
+
 
 def train_args(data: Path, out: Path, steps: int, save_every: int) -> List[str]:
     return [
@@ -32,7 +34,7 @@ def train_args(data: Path, out: Path, steps: int, save_every: int) -> List[str]:
 
 def final_state(out: Path) -> Tuple[str, dict]:
     checkpoints = sorted(out.rglob("step-*.ckpt"))
-    state = torch.load(checkpoints[-1], map_location="cpu")["pipeline"]["datamanager._extra_state"]
+    state = read_checkpoint(checkpoints[-1])["pipeline"]["datamanager._extra_state"]
     return checkpoints[-1].name, state
 
 

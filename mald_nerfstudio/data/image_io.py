@@ -13,7 +13,7 @@ levels found.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import Callable, Tuple, TypeVar
 
 import cv2
 import numpy as np
@@ -21,15 +21,17 @@ from PIL import Image, UnidentifiedImageError
 
 from mald_nerfstudio.errors import MaldInputError
 
+T = TypeVar("T")
 
-def _decode(path: Path, mode: str, what: str, fix: str) -> np.ndarray:
-    """Decode an image file with PIL into ``mode`` ("RGB" or "L"); unreadable files become input errors."""
+
+def _decode(path: Path, convert: Callable[[Image.Image], T], what: str, fix: str) -> T:
+    """Open an image file with PIL and ``convert`` it; missing or unreadable files become input errors."""
     if not path.is_file():
         raise MaldInputError(f"{what} not found", path, fix)
     try:
         with Image.open(path) as pil:
             pil.load()
-            return np.asarray(pil.convert(mode), dtype=np.uint8)
+            return convert(pil)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise MaldInputError(
             f"this {what} cannot be decoded ({type(err).__name__}: {err}); the file is corrupt or not an image",
@@ -41,7 +43,10 @@ def _decode(path: Path, mode: str, what: str, fix: str) -> np.ndarray:
 def read_rgb(path: Path) -> np.ndarray:
     """Decode an image file to uint8 [H, W, 3] (grey is repeated, alpha is dropped)."""
     return _decode(
-        Path(path), "RGB", "image", "replace it with a valid image (PNG or JPEG), or remove the view from the scene"
+        Path(path),
+        lambda pil: np.asarray(pil.convert("RGB"), dtype=np.uint8),
+        "image",
+        "replace it with a valid image (PNG or JPEG), or remove the view from the scene",
     )
 
 
@@ -51,27 +56,19 @@ AMBIGUOUS_LIMIT = 0.35
 """Largest share of a mask's non-background pixels whose level lies between 25 % and 75 % of its brightest level."""
 
 
-def mask_levels(path: Path) -> Tuple[np.ndarray, str]:
-    """A mask file's per-pixel levels (int or float [H, W]) and where they come from ("colour" or "alpha")."""
-    path = Path(path)
-    if not path.is_file():
-        raise MaldInputError("inpainting mask not found", path, MASK_FIX)
-    try:
-        with Image.open(path) as pil:
-            pil.load()
-            if pil.mode in ("I", "F") or pil.mode.startswith("I;16"):
-                return np.asarray(pil).astype(np.float64).clip(min=0), "colour"
-            has_alpha = "A" in pil.getbands() or "transparency" in pil.info
-            pixels = np.asarray(pil.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise MaldInputError(
-            f"this inpainting mask cannot be decoded ({type(err).__name__}: {err}); the file is corrupt or not an image",
-            path,
-            MASK_FIX,
-        ) from None
+def _levels_of(pil: Image.Image) -> Tuple[np.ndarray, str]:
+    if pil.mode in ("I", "F") or pil.mode.startswith("I;16"):
+        return np.asarray(pil).astype(np.float64).clip(min=0), "colour"
+    has_alpha = "A" in pil.getbands() or "transparency" in pil.info
+    pixels = np.asarray(pil.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8)
     if has_alpha and pixels[..., 3].min() != pixels[..., 3].max():
         return pixels[..., 3], "alpha"
     return pixels[..., :3].max(axis=-1), "colour"
+
+
+def mask_levels(path: Path) -> Tuple[np.ndarray, str]:
+    """A mask file's per-pixel levels (int or float [H, W]) and where they come from ("colour" or "alpha")."""
+    return _decode(Path(path), _levels_of, "inpainting mask", MASK_FIX)
 
 
 def binarize_mask(levels: np.ndarray, source: str, path: Path) -> np.ndarray:
