@@ -31,14 +31,16 @@ How a view is filled (full mode, ``strength == 1``):
    texture's sharpness is kept.
 
 Partial mode (``0 < strength < 1``), used by the iterative dataset update with ``init`` = the NeRF's current
-render: a seeded random set of ``partial_block_size`` square blocks of the mask (on a randomly offset grid) is
-chosen until it covers at least ``strength`` of the masked pixels (the overshoot is below one block). Those blocks
-take a fresh full-mode fill of the view (steps 1-4, texture copied from the *observed* pixels only, never from
-the render, so a noisy early render cannot feed back into the fills); every other masked pixel keeps ``init``
-exactly. So ``strength`` is the fraction of the masked area that is replaced, mirroring how a partial DDIM's noise
-level sets how much of the render is regenerated: early, large strengths replace most of the render; late, small
-ones only touch a few blocks and keep what the NeRF already agrees on. ``strength == 0`` returns ``init`` inside
-the mask; ``strength == 1`` ignores ``init``.
+render, approximates what partial DDIM does at strength t: noise of that level drowns the render's detail finer
+than some scale and leaves its coarser content, and denoising re-synthesises the drowned detail. Here the render's
+low frequencies are kept and the high frequencies come from a fresh full-mode fill of the view (steps 1-4, texture
+copied from the *observed* pixels only, never from the render):
+``out = G_sigma * render + (fill - G_sigma * fill)`` inside the mask, with a Gaussian ``G_sigma`` whose scale
+``sigma = strength**2 * partial_cutoff * (the mask box's longer side)`` falls with the strength. Early updates
+(large t) re-synthesise everything but the hole's coarse layout; late ones (small t) only the finest texture, so
+the views' fills converge to what the NeRF agrees on. ``strength == 0`` returns ``init`` inside the mask;
+``strength == 1`` ignores ``init`` (partial DDIM from pure noise). The quadratic follows DDIM's signal-to-noise
+ratio only qualitatively; see docs/decisions.md.
 
 Fills are deterministic for a seed (same seed, same output, bit for bit, whatever OpenCV's thread count). Speed:
 about 0.15-0.3 CPU seconds per 320x240 view with an object-sized hole (5-20% of the view; Telea: 0.02-0.03 s),
@@ -93,8 +95,8 @@ class ExemplarInpainterConfig(InpainterConfig):
     resolution). Bounds the run time: the graph-cut's cost grows with the number of hole pixels."""
     blend_seams: bool = True
     """Remove the low-frequency colour mismatch at the hole border with a smooth correction field."""
-    partial_block_size: int = 16
-    """Side in pixels of the blocks that partial mode re-synthesises (see the module docstring)."""
+    partial_cutoff: float = 0.5
+    """Partial mode's blur scale at strength 1, as a fraction of the mask box's longer side (module docstring)."""
 
 
 def require_xphoto():
@@ -123,10 +125,10 @@ class ExemplarInpainter(Inpainter):
                 f"context_margin must be a range (low, high) with 0 <= low <= high, got {config.context_margin}",
                 fix="pass two non-negative numbers in increasing order",
             )
-        if config.partial_block_size < 1 or config.max_search_pixels < 64 or config.min_context < 0:
+        if config.partial_cutoff <= 0 or config.max_search_pixels < 64 or config.min_context < 0:
             raise MaldInputError(
-                "partial_block_size must be >= 1, max_search_pixels >= 64 and min_context >= 0 "
-                f"(got {config.partial_block_size}, {config.max_search_pixels}, {config.min_context})",
+                "partial_cutoff must be > 0, max_search_pixels >= 64 and min_context >= 0 "
+                f"(got {config.partial_cutoff}, {config.max_search_pixels}, {config.min_context})",
                 fix="choose values in those ranges",
             )
         require_xphoto()
@@ -151,12 +153,13 @@ class ExemplarInpainter(Inpainter):
                 out.append(self._fill_view(xphoto, image, mask, int(mask.sum()), rng) if mask.any() else image)
                 continue
             render = np.where(mask[..., None], np.clip(init_np[i], 0.0, 1.0), image).astype(np.float32)
-            blocks = partial_blocks(mask, strength, self.config.partial_block_size, rng)
-            if not blocks.any():
+            sigma = partial_sigma(mask, strength, self.config.partial_cutoff)
+            if sigma < 0.3 or not mask.any():  # a blur this small changes nothing: the render is kept
                 out.append(render)
                 continue
             fresh = self._fill_view(xphoto, image, mask, int(mask.sum()), rng)
-            out.append(np.where(blocks[..., None], fresh, render).astype(np.float32))
+            mixed = low_pass(render, sigma) + fresh - low_pass(fresh, sigma)
+            out.append(np.where(mask[..., None], np.clip(mixed, 0.0, 1.0), image).astype(np.float32))
         return torch.from_numpy(np.stack(out)).to(images.device)
 
     def _fill_view(
@@ -196,24 +199,18 @@ class ExemplarInpainter(Inpainter):
         return out
 
 
-def partial_blocks(mask: np.ndarray, strength: float, block: int, rng: np.random.Generator) -> np.ndarray:
-    """The masked pixels partial mode re-synthesises: random grid blocks covering >= ``strength`` of the mask."""
-    total = int(mask.sum())
-    if total == 0 or strength <= 0.0:
-        return np.zeros_like(mask)
-    off_y, off_x = rng.integers(0, block, size=2)
+def partial_sigma(mask: np.ndarray, strength: float, cutoff: float) -> float:
+    """Partial mode's Gaussian scale in pixels: ``strength**2 * cutoff * (longer side of the mask's box)``."""
+    if not mask.any() or strength <= 0.0:
+        return 0.0
     rows, cols = np.nonzero(mask)
-    grid_cols = (mask.shape[1] + block) // block + 1
-    block_id = ((rows + off_y) // block) * grid_cols + (cols + off_x) // block
-    ids, counts = np.unique(block_id, return_counts=True)
-    order = rng.permutation(len(ids))
-    covered = np.cumsum(counts[order])
-    n_chosen = int(np.searchsorted(covered, math.ceil(strength * total))) + 1
-    chosen = ids[order[:n_chosen]]
-    unknown = np.zeros_like(mask)
-    keep = np.isin(block_id, chosen)
-    unknown[rows[keep], cols[keep]] = True
-    return unknown
+    side = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    return float(strength**2 * cutoff * side)
+
+
+def low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a float [H, W, 3] image (edges reflected)."""
+    return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
 def shift_map_fill(
