@@ -121,6 +121,9 @@ def test_datamanager_holds_training_views_and_masks(scene):
 
 def test_next_train_rays_are_observed_and_patches_cut_from_current_images(scene):
     dm = make_datamanager(scene)
+    _, before = dm.next_train(0)
+    assert "patch_real" not in before and not dm.has_patches  # not inpainted yet (a warm-up): observed rays only
+    dm.initialized = True  # as after the initial inpainting
     ray_bundle, batch = dm.next_train(0)
     recon = batch["indices"]
     v, y, x = recon.unbind(-1)

@@ -8,6 +8,7 @@ from typing import Dict, List
 
 import pytest
 import torch
+from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
 from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP
 from mald_nerfstudio.pipeline.dataset_update import last_update_index, scheduled_update_steps
@@ -154,3 +155,33 @@ def test_iteration_runs_with_mixed_precision_and_grad_scaler_on_gpu(demo_scene, 
     for step in range(3):
         loss, _, metrics = trainer.train_iteration(step)
         assert torch.isfinite(loss) and "discriminator_loss" in metrics
+
+
+def test_warmup_trains_observed_pixels_then_inpaints_from_the_render(demo_scene, tmp_path):
+    def edit(config):
+        config.pipeline.inpainter = "exemplar"
+        config.pipeline.dataset_update.warmup_steps = 3
+        config.pipeline.dataset_update.initial_strength = 0.6
+        config.pipeline.dataset_update.first_update_step = 100
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=6, edit=edit))
+    calls: List[tuple] = []
+    inpainter = trainer.pipeline.inpainter
+    original = inpainter.inpaint
+
+    def spy(images, masks, init=None, strength=1.0, seeds=None):
+        calls.append((strength, init is not None))
+        return original(images, masks, init=init, strength=strength, seeds=seeds)
+
+    inpainter.inpaint = spy  # type: ignore[method-assign]
+    trainer.pipeline.prepare_training(trainer)
+    manager = trainer.pipeline.datamanager
+    assert not calls and not manager.initialized  # nothing invented before the NeRF has seen the observed pixels
+    for step in range(6):
+        _, loss_dict, _ = trainer.train_iteration(step)
+        assert ("adversarial_loss" in loss_dict) == (step >= 3), step
+        for callback in trainer.callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    assert manager.initialized and calls and all(call == (0.6, True) for call in calls)
+    views = manager.views_with_masks()
+    assert not torch.equal(manager.current[views], manager.originals[views])  # the masks now hold fills

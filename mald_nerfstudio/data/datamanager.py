@@ -114,8 +114,9 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
     # ------------------------------------------------------------- sampling
     @property
     def has_patches(self) -> bool:
-        """Whether steps include inpainting patches (patch count > 0 and some view has a mask)."""
-        return self.config.num_inpaint_patches > 0 and len(self.pools.masked) > 0
+        """Whether steps include inpainting patches: patch count > 0, some view has a mask, and the views have
+        been inpainted (before that, a warm-up trains on the observed pixels only)."""
+        return self.config.num_inpaint_patches > 0 and len(self.pools.masked) > 0 and self.initialized
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         self.train_count += 1

@@ -1,6 +1,8 @@
 """Iterative dataset update (MALD-NeRF component 3).
 
-Before training every masked training view is inpainted once at full strength. Then, every ``update_every``
+Before training every masked training view is inpainted once at full strength (or, with ``warmup_steps``, at
+that step from the NeRF's render of the view, after training on the observed pixels only: what other views observe
+is then reconstructed before anything is invented). Then, every ``update_every``
 steps from ``first_update_step`` on, ``views_per_update`` views (cycling through all masked views, so each is
 refreshed in turn) are re-inpainted from the NeRF's current render of the view with partial denoising at
 strength ``t(k) = t_max - (t_max - t_min) * sqrt(k / K)``, ``k`` the update index and ``K`` the index of the
@@ -41,6 +43,11 @@ class DatasetUpdateConfig:
     """V: views re-inpainted at each update (cycling so that every masked view is refreshed in turn)."""
     first_update_step: int = 2000
     """Step of the first update; before it the NeRF learns from the initial inpainting only."""
+    warmup_steps: int = 0
+    """Steps on observed pixels only before the initial inpainting, which then starts from the render (0: inpaint
+    the original views before training, as the paper)."""
+    initial_strength: float = 1.0
+    """Strength of the initial inpainting from the render after a warm-up (1: the render is ignored)."""
     t_max: float = 0.85
     """Partial-denoising strength of the first update (1 would ignore the render)."""
     t_min: float = 0.2
@@ -131,9 +138,11 @@ class DatasetUpdater:
         # A resumed run that was lengthened keeps updating every U steps, at t_min past the original horizon's K.
         self.last_index = last_update_index(config, schedule_horizon or max_num_iterations)
 
-    def initial_inpainting(self) -> None:
-        """Inpaint every masked training view at full strength from its original image (progress bar)."""
+    def initial_inpainting(self, from_render: bool = False) -> None:
+        """Inpaint every masked training view (progress bar): at full strength from its original image, or with
+        ``from_render`` at ``initial_strength`` from the NeRF's render of the view."""
         views = self.datamanager.views_with_masks().tolist()
+        strength = self.config.initial_strength if from_render else 1.0
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -143,8 +152,15 @@ class DatasetUpdater:
             task = progress.add_task("[green]Inpainting training views", total=len(views))
             for start in range(0, len(views), self.batch_size):
                 chunk = views[start : start + self.batch_size]
-                originals, _, masks = self.datamanager.view_images(chunk)
-                filled = self.inpainter.inpaint(originals, masks, seeds=view_seeds(self.config.seed, -1, chunk))
+                originals, current, masks = self.datamanager.view_images(chunk)
+                init = None
+                if from_render and strength < 1.0:
+                    init = render_mask_regions(
+                        self.model, self.datamanager.train_ray_generator, chunk, current, masks
+                    )
+                filled = self.inpainter.inpaint(
+                    originals, masks, init=init, strength=strength, seeds=view_seeds(self.config.seed, -1, chunk)
+                )
                 self.datamanager.set_inpainted(chunk, filled)
                 progress.advance(task, len(chunk))
         self.datamanager.initialized = True
@@ -165,7 +181,14 @@ class DatasetUpdater:
         return [views[(start + i) % len(views)] for i in range(count)]
 
     def step(self, step: int) -> bool:
-        """Run the update scheduled at ``step``, if any. Returns whether one ran."""
+        """Run the initial inpainting once the warm-up is over, or the update scheduled at ``step``, if any.
+        Returns whether the inpainted images changed."""
+        if not self.datamanager.initialized:
+            if step + 1 < self.config.warmup_steps:
+                return False
+            self.initial_inpainting(from_render=True)
+            writer.put_scalar("Dataset update/strength", self.config.initial_strength, step)
+            return True
         if step not in self.update_steps:
             return False
         k = self.datamanager.num_updates

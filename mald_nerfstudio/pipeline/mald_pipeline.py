@@ -131,6 +131,11 @@ class MaldPipeline(VanillaPipeline):
             CONSOLE.print(
                 f"Resuming with the checkpoint's inpainted images ({self.datamanager.num_updates} dataset updates)."
             )
+        elif self.config.dataset_update.warmup_steps > 0:
+            CONSOLE.print(
+                f"Warm-up: {self.config.dataset_update.warmup_steps} steps on the observed pixels, then the training "
+                f"views are inpainted from the NeRF's renders at strength {self.config.dataset_update.initial_strength}."
+            )
         else:
             self.updater.initial_inpainting()
         self._release_inpainter()
