@@ -217,7 +217,8 @@ def test_missing_weights_make_metrics_unavailable_with_reason_without_any_downlo
     assert LPIPS_BACKBONES["alex"].url in lpips_reason
     assert str(offline_with_empty_hub / "weights-inception-2015-12-05-6726825d.pth") in inception_reason
     assert INCEPTION_FID.url in inception_reason
-    assert all(set(result) == {"psnr", "ssim", "masked_psnr", "masked_ssim", "m_sharpness"} for result in per_image)
+    assert all(set(result) == {"psnr", "ssim", "masked_psnr", "unmasked_psnr", "masked_ssim", "m_sharpness"}
+               for result in per_image)
     assert set(per_set) == {"swd", "m_swd"}  # the weight-free proxies are always there
     unavailable_warnings = [w for w in caught if issubclass(w.category, MetricUnavailableWarning)]
     assert len(unavailable_warnings) == 2  # one for LPIPS, one for Inception, not per instance or image

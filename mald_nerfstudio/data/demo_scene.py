@@ -91,6 +91,8 @@ class DemoSceneConfig(InstantiateConfig):
     """Anti-aliasing: rays per pixel along each axis (2 means 2x2 rays per pixel)."""
     mask_dilation_px: int = 2
     """Masks are the object's silhouette dilated by this many pixels (full resolution)."""
+    object_radius: float = OBJECT_RADIUS
+    """Radius of the ball to remove (larger: larger holes, more of them seen by no training view)."""
 
 
 @dataclass
@@ -143,7 +145,11 @@ class DemoScene:
         self.floor_noise = ValueNoise(rng)
         self.wall_noise = ValueNoise(rng)
         self.prop_noise = ValueNoise(rng)
-        self.object_centre = np.array([0.15 + rng.uniform(-0.1, 0.1), OBJECT_RADIUS, -0.45 + rng.uniform(-0.1, 0.1)])
+        self.object_radius = config.object_radius
+        """Radius of the ball to remove."""
+        self.object_centre = np.array(
+            [0.15 + rng.uniform(-0.1, 0.1), config.object_radius, -0.45 + rng.uniform(-0.1, 0.1)]
+        )
         """Centre of the ball to remove (world, OpenGL axes: y up)."""
         self.object_albedo = np.array([0.16, 0.36, 0.88]) * rng.uniform(0.85, 1.1)
         """Colour of the ball."""
@@ -210,7 +216,7 @@ class DemoScene:
         rgb = self._albedo(points, normal, material) * self._shading(points, normal)[:, None]
         if include_object and on_object.any():
             hit = origin + t_object[on_object, None] * dirs[on_object]
-            ball_normal = (hit - self.object_centre) / OBJECT_RADIUS
+            ball_normal = (hit - self.object_centre) / self.object_radius
             rgb[on_object] = self.object_albedo * self._shading(hit, ball_normal)[:, None]
         depth = np.where(on_object, t_object, t_scene)
         shape = (cfg.height, s, cfg.width, s)
@@ -249,7 +255,7 @@ class DemoScene:
         oc = origin - self.object_centre
         a = np.einsum("ij,ij->i", dirs, dirs)
         b = 2.0 * dirs @ oc
-        c = oc @ oc - OBJECT_RADIUS**2
+        c = oc @ oc - self.object_radius**2
         disc = b * b - 4.0 * a * c
         root = np.sqrt(np.maximum(disc, 0.0))
         t = (-b - root) / (2.0 * a)
@@ -288,6 +294,8 @@ def _validate(config: DemoSceneConfig) -> None:
         problems.append("--horizontal-fov-degrees must lie in [10, 90]")
     if not 0.0 < config.camera_disc_radius <= 1.5:
         problems.append("--camera-disc-radius must lie in (0, 1.5]")
+    if not 0.05 <= config.object_radius <= 0.8:
+        problems.append("--object-radius must lie in [0.05, 0.8] (the ball stands between the cameras and the wall)")
     if config.supersampling < 1 or config.mask_dilation_px < 0:
         problems.append("--supersampling must be at least 1 and --mask-dilation-px at least 0")
     if problems:

@@ -11,9 +11,11 @@ a user gets from the same commands. Outputs, under ``--output-dir``:
 
 Presets:
 
-* ``cpu``: two generated demo scenes (seeds 0 and 1) at half resolution, the CPU-sized methods with the exemplar
+* ``cpu``: three generated demo scenes at half resolution (``demo-seed0``, the demo; ``demo-hidden``, a larger
+  ball seen from a small camera disc, so almost none of the hole is observed by any training view; ``demo-seen``,
+  a wide camera disc, so much of the hole is observed from other views), the CPU-sized methods with the exemplar
   inpainter (mald-nerf-tiny, the pixel-loss baseline without adversarial loss, and nerfacto on the observed pixels
-  only), 600 steps each; about 26 minutes on 2 CPU cores.
+  only), 600 steps each; about 45 minutes on 2 CPU cores.
 * ``spinnerf``: the SPIn-NeRF dataset on a GPU (pass the scene folders with ``--scenes``): mald-nerf and the
   baselines at factor 4 with 40 object-free test views, 30k steps each. Needs the LDM, LPIPS and Inception
   weights (see README).
@@ -50,7 +52,7 @@ PRESETS: Dict[str, Dict] = {
         max_num_iterations=600,
         downscale_factor=2,
         num_test_views=None,
-        demo_seeds=(0, 1),
+        demo_scenes=("demo-seed0", "demo-hidden", "demo-seen"),
         # A 600-step budget: start the dataset updates earlier and refresh more views so each view is updated.
         extra_args=("--machine.device-type", "cpu", "--pipeline.dataset-update.first-update-step", "200",
                     "--pipeline.dataset-update.update-every", "50", "--pipeline.dataset-update.views-per-update", "4"),
@@ -60,7 +62,7 @@ PRESETS: Dict[str, Dict] = {
         max_num_iterations=30000,
         downscale_factor=4,
         num_test_views=40,
-        demo_seeds=(),
+        demo_scenes=(),
         extra_args=(),
     ),
 }
@@ -69,8 +71,17 @@ PRESETS: Dict[str, Dict] = {
 TABLE_COLUMNS = (
     ("lpips", "LPIPS", 4), ("m_lpips", "M-LPIPS", 4), ("fid", "FID", 2), ("kid", "KID", 4),
     ("m_swd", "SWD (mask, proxy)", 1), ("m_sharpness", "sharpness (mask, proxy)", 2), ("swd", "SWD (proxy)", 1),
-    ("psnr", "PSNR", 2), ("masked_psnr", "PSNR (mask)", 2), ("ssim", "SSIM", 3), ("masked_ssim", "SSIM (mask)", 3),
+    ("psnr", "PSNR", 2), ("masked_psnr", "PSNR (mask)", 2), ("unmasked_psnr", "PSNR (outside)", 2),
+    ("ssim", "SSIM", 3), ("masked_ssim", "SSIM (mask)", 3),
 )
+
+DEMO_SCENES: Dict[str, Dict] = {
+    "demo-seed0": dict(seed=0),
+    "demo-seed1": dict(seed=1),
+    "demo-hidden": dict(seed=1, object_radius=0.55, camera_disc_radius=0.12),
+    "demo-seen": dict(seed=2, camera_disc_radius=0.6),
+}
+"""Generated scenes the benchmark knows by name (DemoSceneConfig fields)."""
 
 
 @dataclass
@@ -92,8 +103,9 @@ class Benchmark:
     """Image downscale factor passed to the data parser (None: the preset's)."""
     num_test_views: Optional[int] = None
     """Object-free views at the start of a SPIn-NeRF-layout scene (None: the preset's, or mald_scene.json)."""
-    demo_seeds: Optional[Tuple[int, ...]] = None
-    """Seeds of the demo scenes generated when no --scenes are given (None: the preset's)."""
+    demo_scenes: Tuple[str, ...] = ()
+    """Generated scenes used when no --scenes are given, by name: demo-seed0, demo-seed1, demo-hidden, demo-seen
+    (empty: the preset's)."""
     extra_args: Tuple[str, ...] = ()
     """Extra ns-train arguments for every run (placed before the data-parser arguments)."""
     grid_view: int = 0
@@ -114,8 +126,8 @@ class Benchmark:
                 if not scene.is_dir():
                     raise MaldInputError("scene folder not found", scene, "pass existing folders to --scenes")
             return list(self.scenes)
-        seeds = self.resolved("demo_seeds")
-        if not seeds:
+        names = self.resolved("demo_scenes")
+        if not names:
             raise MaldInputError(
                 f"the {self.preset} preset needs scene folders",
                 self.output_dir,
@@ -123,11 +135,16 @@ class Benchmark:
             )
         from mald_nerfstudio.data.demo_scene import DemoSceneConfig, generate_demo_scene
 
+        unknown = [name for name in names if name not in DEMO_SCENES]
+        if unknown:
+            raise MaldInputError(
+                f"unknown demo scene(s) {', '.join(unknown)}", fix=f"choose from {', '.join(DEMO_SCENES)}"
+            )
         folders = []
-        for seed in seeds:
-            folder = self.output_dir / "scenes" / f"demo-seed{seed}"
+        for name in names:
+            folder = self.output_dir / "scenes" / name
             if not (folder / "poses_bounds.npy").is_file():
-                generate_demo_scene(folder, DemoSceneConfig(seed=seed), overwrite=True)
+                generate_demo_scene(folder, DemoSceneConfig(**DEMO_SCENES[name]), overwrite=True)
             folders.append(folder)
         return folders
 

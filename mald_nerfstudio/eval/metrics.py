@@ -7,7 +7,7 @@ Conventions (everything in this module):
 * a set is a sequence of such images (sizes may differ between images of a set).
 
 Per image (:meth:`InpaintingMetrics.per_image`): ``psnr``, ``ssim`` (whole image, torchmetrics with
-``data_range=1``), ``masked_psnr`` (MSE over the masked pixels), ``masked_ssim`` (torchmetrics' SSIM map averaged
+``data_range=1``), ``masked_psnr`` (MSE over the masked pixels), ``unmasked_psnr`` (over the other pixels), ``masked_ssim`` (torchmetrics' SSIM map averaged
 over the masked pixels), ``m_sharpness`` (Laplacian energy in the mask relative to the truth's, weight-free),
 ``lpips`` and ``m_lpips`` (LPIPS after setting the pixels outside the mask to black in both images). Masked values of an image whose mask is empty are NaN (average them with a NaN-aware mean).
 
@@ -46,7 +46,9 @@ from mald_nerfstudio.eval.border_crops import border_crops
 from mald_nerfstudio.eval.metric_networks import PerceptualDistance, build_inception, build_lpips
 from mald_nerfstudio.eval.patch_swd import masked_sharpness, swd
 
-PER_IMAGE_METRICS = ("psnr", "ssim", "masked_psnr", "masked_ssim", "m_sharpness", "lpips", "m_lpips")
+PER_IMAGE_METRICS = (
+    "psnr", "ssim", "masked_psnr", "unmasked_psnr", "masked_ssim", "m_sharpness", "lpips", "m_lpips"
+)
 """Metric names computed per image."""
 PER_SET_METRICS = ("swd", "m_swd", "fid", "kid", "c_fid", "c_kid")
 """Metric names computed per set (``kid``/``c_kid`` also report ``kid_std``/``c_kid_std``)."""
@@ -76,8 +78,8 @@ class MetricsConfig(InstantiateConfig):
     _target: Type = field(default_factory=lambda: InpaintingMetrics)
     """Target class to instantiate."""
     metrics: Tuple[str, ...] = ALL_METRICS
-    """Metrics to compute; any of psnr, ssim, masked_psnr, masked_ssim, m_sharpness, lpips, m_lpips, swd, m_swd, fid,
-    kid, c_fid, c_kid."""
+    """Metrics to compute; any of psnr, ssim, masked_psnr, unmasked_psnr, masked_ssim, m_sharpness, lpips, m_lpips,
+    swd, m_swd, fid, kid, c_fid, c_kid."""
     lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of LPIPS / M-LPIPS (torchmetrics' LPIPS with the torchvision ImageNet backbone)."""
     lpips_weights_path: Optional[Path] = None
@@ -295,6 +297,8 @@ class InpaintingMetrics:
             out["psnr"] = psnr(pred, gt)
         if mask_b is not None and self._wants("masked_psnr"):
             out["masked_psnr"] = masked_psnr(pred, gt, mask_b)
+        if mask_b is not None and self._wants("unmasked_psnr"):
+            out["unmasked_psnr"] = masked_psnr(pred, gt, ~mask_b)
         want_masked_ssim = mask_b is not None and self._wants("masked_ssim")
         if self._wants("ssim") or want_masked_ssim:
             ssim_value, ssim_map = _ssim_map(pred, gt)
