@@ -9,8 +9,8 @@ Each iteration:
 3. discriminator update: the discriminator's loss on the detached renders and the inpainted patches (plus the
    R1 penalty) updates the discriminator's parameter group only.
 
-Both steps share nerfstudio's gradient scaler (one ``update()`` per iteration, as PyTorch's AMP recipe for
-several optimizers prescribes), so mixed precision works on GPU. Before the first iteration the pipeline gets
+Each step has its own gradient scaler (nerfstudio's for the NeRF, one more for the discriminator), so an overflow
+in the discriminator's fp16 backward neither lowers the NeRF's scale nor skips the NeRF's scheduler step. Before the first iteration the pipeline gets
 the chance to customise the diffusion model and inpaint the training views (skipped when a checkpoint already
 holds them).
 
@@ -70,6 +70,8 @@ class MaldTrainer(Trainer):
         super().__init__(config, local_rank, world_size)
         self.schedule_horizon: int = config.max_num_iterations
         """Length of the run the dataset-update schedule is planned for (kept from the first start on resume)."""
+        self.discriminator_scaler = type(self.grad_scaler)(enabled=self.grad_scaler.is_enabled())
+        """Gradient scaler of the discriminator step (the NeRF step keeps nerfstudio's ``grad_scaler``)."""
         self._resumed_rng: Optional[Dict[str, Any]] = None
 
     def train(self) -> None:
@@ -113,6 +115,8 @@ class MaldTrainer(Trainer):
             self.optimizers.load_schedulers(loaded_state["schedulers"])
         self.grad_scaler.load_state_dict(loaded_state["scalers"])
         run_state = loaded_state.get(RUN_STATE_KEY) or {}
+        if "discriminator_scaler" in run_state:
+            self.discriminator_scaler.load_state_dict(run_state["discriminator_scaler"])
         self.schedule_horizon = int(run_state.get("schedule_horizon", self.config.max_num_iterations))
         self._resumed_rng = run_state.get("rng")
         if self.schedule_horizon != self.config.max_num_iterations:
@@ -136,7 +140,11 @@ class MaldTrainer(Trainer):
                 "optimizers": {k: v.state_dict() for (k, v) in self.optimizers.optimizers.items()},
                 "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
                 "scalers": self.grad_scaler.state_dict(),
-                RUN_STATE_KEY: {"schedule_horizon": self.schedule_horizon, "rng": capture_rng_state()},
+                RUN_STATE_KEY: {
+                    "schedule_horizon": self.schedule_horizon,
+                    "rng": capture_rng_state(),
+                    "discriminator_scaler": self.discriminator_scaler.state_dict(),
+                },
             },
             ckpt_path,
         )
@@ -151,6 +159,8 @@ class MaldTrainer(Trainer):
 
     @profiler.time_function
     def train_iteration(self, step: int) -> TRAIN_INTERATION_OUTPUT:
+        """nerfstudio's ``Trainer.train_iteration`` (copied), changed to leave the discriminator's group out of the
+        NeRF step and to run the discriminator step, with its own scaler, before the schedulers advance."""
         groups = list(self.optimizers.parameters.keys())
         nerf_groups = [g for g in groups if g != DISCRIMINATOR_GROUP]
         accumulate = self.gradient_accumulation_steps
@@ -163,6 +173,14 @@ class MaldTrainer(Trainer):
         self.optimizers.optimizer_scaler_step_some(
             self.grad_scaler, [g for g in nerf_groups if step % accumulate[g] == accumulate[g] - 1]
         )
+
+        if self.config.log_gradients:
+            total = torch.zeros(())
+            for tag, value in self.pipeline.model.named_parameters():
+                if value.grad is not None:
+                    metrics_dict[f"Gradients/{tag}"] = value.grad.norm()
+                    total = total + metrics_dict[f"Gradients/{tag}"].cpu()
+            metrics_dict["Gradients/Total"] = total
 
         if DISCRIMINATOR_GROUP in self.optimizers.optimizers:
             metrics_dict.update(self._discriminator_step(step))
@@ -181,6 +199,7 @@ class MaldTrainer(Trainer):
             d_loss_dict = self.pipeline.get_discriminator_loss_dict(step)
         if not d_loss_dict or "discriminator_loss" not in d_loss_dict:
             return {}
-        self.grad_scaler.scale(d_loss_dict["discriminator_loss"]).backward()  # type: ignore[union-attr]
-        self.optimizers.optimizer_scaler_step_some(self.grad_scaler, [DISCRIMINATOR_GROUP])
+        self.discriminator_scaler.scale(d_loss_dict["discriminator_loss"]).backward()  # type: ignore[union-attr]
+        self.optimizers.optimizer_scaler_step_some(self.discriminator_scaler, [DISCRIMINATOR_GROUP])
+        self.discriminator_scaler.update()
         return {key: value.detach() for key, value in d_loss_dict.items()}

@@ -34,35 +34,39 @@ def _file_digests(folder: Path) -> Dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_nerf_step_leaves_discriminator_unchanged_and_discriminator_step_leaves_nerf_unchanged(demo_scene, tmp_path):
-    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=5))
+@pytest.mark.parametrize("mixed_precision", [False, True], ids=["fp32", "bf16-autocast"])
+def test_train_iteration_keeps_the_nerf_and_discriminator_updates_apart(demo_scene, tmp_path, mixed_precision):
+    """Through the real MaldTrainer.train_iteration (bf16 autocast runs on CPU): the NeRF's loss reaches no
+    discriminator parameter, the discriminator's loss reaches no NeRF parameter, each step uses its own scaler."""
+    def edit(config):
+        config.mixed_precision = mixed_precision
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=5, edit=edit))
     trainer.pipeline.prepare_training(trainer)
-    pipeline, optimizers = trainer.pipeline, trainer.optimizers
-    disc = list(pipeline.model.discriminator.parameters())
+    disc = list(trainer.pipeline.model.discriminator.parameters())
     nerf = _nerf_params(trainer)
-    nerf_groups = [g for g in optimizers.optimizers if g != DISCRIMINATOR_GROUP]
+    steps = []
+    original_step = trainer.optimizers.optimizer_scaler_step_some
 
-    # Reconstruction + inpainting step: the NeRF's loss, the NeRF's optimizers.
-    disc_before, nerf_before = _snapshot(disc), _snapshot(nerf)
-    optimizers.zero_grad_all()
-    _, loss_dict, _ = pipeline.get_train_loss_dict(step=0)
-    assert "adversarial_loss" in loss_dict and "feature_matching_loss" in loss_dict
-    sum(loss_dict.values()).backward()
-    assert all(p.grad is None or not p.grad.any() for p in disc), "the NeRF's loss reached the discriminator"
-    for group in nerf_groups:
-        optimizers.optimizer_step(group)
-    assert _same(disc_before, disc)
-    assert not _same(nerf_before, nerf)
+    def spy(scaler, groups):
+        grads = lambda params: [None if p.grad is None else p.grad.detach().clone() for p in params]  # noqa: E731
+        steps.append({"groups": list(groups), "scaler": scaler, "disc": grads(disc), "nerf": grads(nerf)})
+        return original_step(scaler, groups)
 
-    # Discriminator step: D's loss on detached renders, D's optimizer.
+    trainer.optimizers.optimizer_scaler_step_some = spy  # type: ignore[method-assign]
     disc_before, nerf_before = _snapshot(disc), _snapshot(nerf)
-    optimizers.zero_grad_all()
-    d_loss = pipeline.get_discriminator_loss_dict(step=0)["discriminator_loss"]
-    d_loss.backward()
-    assert all(p.grad is None or not p.grad.any() for p in nerf), "the discriminator's loss reached the NeRF"
-    optimizers.optimizer_step(DISCRIMINATOR_GROUP)
-    assert _same(nerf_before, nerf)
-    assert not _same(disc_before, disc)
+    loss, loss_dict, metrics = trainer.train_iteration(0)
+    assert torch.isfinite(loss) and "adversarial_loss" in loss_dict and "discriminator_loss" in metrics
+    nerf_step, disc_step = steps
+    assert DISCRIMINATOR_GROUP not in nerf_step["groups"] and disc_step["groups"] == [DISCRIMINATOR_GROUP]
+    assert nerf_step["scaler"] is trainer.grad_scaler and disc_step["scaler"] is trainer.discriminator_scaler
+    assert all(g is None or not g.any() for g in nerf_step["disc"]), "the NeRF's loss reached the discriminator"
+    assert any(g is not None and g.any() for g in nerf_step["nerf"])
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(nerf_step["nerf"], disc_step["nerf"])), (
+        "the discriminator's loss reached the NeRF"
+    )
+    assert any(g is not None and g.any() for g in disc_step["disc"])
+    assert not _same(disc_before, disc) and not _same(nerf_before, nerf)  # both steps really updated
 
 
 def test_training_logs_adversarial_losses_and_checkpoint_restores_discriminator_exactly(demo_scene, tmp_path):
@@ -185,3 +189,25 @@ def test_warmup_trains_observed_pixels_then_inpaints_from_the_render(demo_scene,
     assert manager.initialized and calls and all(call == (0.6, True) for call in calls)
     views = manager.views_with_masks()
     assert not torch.equal(manager.current[views], manager.originals[views])  # the masks now hold fills
+
+
+def test_dataset_update_renders_use_each_views_appearance_embedding(demo_scene, tmp_path):
+    from mald_nerfstudio.pipeline.dataset_update import render_mask_regions
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=1))
+    model, manager = trainer.pipeline.model, trainer.pipeline.datamanager
+    with torch.no_grad():
+        model.field.embedding_appearance.embedding.weight.zero_()
+        model.field.embedding_appearance.embedding.weight[1] = 3.0  # view 1 looks different from the others
+    _, current, masks = manager.view_images([1])
+    model.train()
+    as_view1 = render_mask_regions(model, manager.train_ray_generator, [1], current, masks)[0]
+    # The same rays in nerfstudio's eval mode (the mean embedding) render differently.
+    model.eval()
+    with torch.no_grad():
+        ys, xs = torch.nonzero(masks[0], as_tuple=True)
+        idx = torch.stack([torch.ones_like(ys), ys, xs], dim=-1)
+        mean_embedding = model(manager.train_ray_generator(idx))["rgb"]
+    model.train()
+    assert not torch.allclose(as_view1[masks[0]], mean_embedding, atol=1e-3)
+    assert model.training  # render_mask_regions restores the mode it found

@@ -91,6 +91,11 @@ def render_mask_regions(
     camera_optimizer = getattr(model, "camera_optimizer", None)
     was_training = model.training
     model.eval()
+    field = getattr(model, "field", None)
+    if field is not None and hasattr(field, "embedding_appearance"):
+        # nerfacto's field looks up each view's appearance embedding only in training mode (eval renders use the
+        # mean); the patches the NeRF is trained on use the view's own, so the render to inpaint from must too.
+        field.train()
     try:
         for row, (view, mask) in enumerate(zip(views, masks)):
             ys, xs = torch.nonzero(mask, as_tuple=True)
