@@ -112,6 +112,14 @@ def test_ns_train_on_a_real_capture_in_spinnerf_layout(tmp_path):
     assert (config.parent / "nerfstudio_models" / "step-000000029.ckpt").is_file()
     assert "Training views: 20 (20 with a mask)" in result.stdout
 
+    # No object-free views (as LLFF): ns-eval scores without ground truth instead of refusing the scene.
+    out = tmp_path / "eval.json"
+    evaluated = run(["ns-eval", "--load-config", str(config), "--output-path", str(out)], cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stdout[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert results["num_views"] == 20 and results["c_swd"] > 0 and min(results["num_crops"]) > 0
+    assert "c_fid" in results or "c_fid" in results["unavailable_metrics"]
+
 
 def test_offline_default_ldm_stops_at_once_with_a_clear_message(demo_scene, tmp_path):
     start = time.time()

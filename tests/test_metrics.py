@@ -359,3 +359,26 @@ def test_inception_builds_from_a_local_file_and_reports_a_wrong_file(tmp_path, m
     torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
     with pytest.raises(MaldSetupError, match="does not match"):
         build_inception(wrong)
+
+
+def test_scene_without_object_free_views_is_scored_on_border_crops_against_observed_crops(demo_scene, tmp_path):
+    from tests.training_harness import tiny_config, train
+
+    trainer = train(tiny_config(demo_scene, tmp_path, steps=2, num_test_views=0))
+    result = trainer.pipeline.get_average_eval_image_metrics(get_std=True)
+    assert result["num_views"] == 11  # every view of the demo fixture is a training view now
+    fake, real = result["num_crops"]
+    assert fake > 0 and real > 0 and math.isfinite(result["c_swd"]) and result["c_swd"] > 0
+    assert "psnr" not in result  # nothing to compare pixels with
+
+
+def test_observed_crops_never_contain_a_masked_pixel():
+    from mald_nerfstudio.eval.border_crops import observed_crops
+
+    mask = torch.zeros(60, 80, dtype=torch.bool)
+    mask[20:40, 30:50] = True
+    image = torch.zeros(60, 80, 3)
+    image[mask] = 1.0  # the object is white: a crop that saw it would hold a 1
+    crops = observed_crops([image], [mask], 16, 8, seed=3)
+    assert crops.shape == (8, 3, 16, 16) and crops.max() == 0
+    assert observed_crops([image], [torch.ones(60, 80, dtype=torch.bool)], 16, 8).shape[0] == 0

@@ -95,3 +95,33 @@ def border_crops(
     if not crops:
         return torch.zeros((0, 3, crop_size, crop_size))
     return torch.stack(crops)
+
+
+def observed_crops(
+    images: Sequence[Float[Tensor, "H W 3"]],
+    masks: Sequence[Bool[Tensor, "H W"]],
+    crop_size: int,
+    num_crops: int,
+    seed: int = 0,
+) -> Float[Tensor, "N 3 S S"]:
+    """Reference crops for scenes without ground truth: per image, ``num_crops`` crops of observed pixels only
+    (no mask pixel inside), at seeded random positions among those that fit; fewer where fewer fit."""
+    generator = torch.Generator().manual_seed(seed)
+    crops = []
+    for image, mask in zip(images, masks):
+        height, width = mask.shape
+        if crop_size > min(height, width):
+            raise MaldInputError(f"Crops of {crop_size} px do not fit into a {height}x{width} image")
+        # A crop is allowed where the box-filtered mask is zero (integral image of the mask).
+        integral = torch.nn.functional.pad(mask.to(torch.float64).cumsum(0).cumsum(1), (1, 0, 1, 0))
+        s = crop_size
+        inside = integral[s:, s:] - integral[:-s, s:] - integral[s:, :-s] + integral[:-s, :-s]
+        tops, lefts = torch.nonzero(inside == 0, as_tuple=True)
+        if len(tops) == 0:
+            continue
+        pick = torch.randperm(len(tops), generator=generator)[:num_crops]
+        for top, left in zip(tops[pick].tolist(), lefts[pick].tolist()):
+            crops.append(image[top : top + s, left : left + s].permute(2, 0, 1))
+    if not crops:
+        return torch.zeros((0, 3, crop_size, crop_size))
+    return torch.stack(crops)

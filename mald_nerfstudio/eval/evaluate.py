@@ -17,6 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from mald_nerfstudio.eval.border_crops import border_crops, observed_crops
+
 
 def nan_mean_std(values: Sequence[Optional[float]]) -> Tuple[float, float]:
     """Mean and standard deviation of the values that are neither None nor NaN (NaN, NaN when none are)."""
@@ -76,5 +78,50 @@ def evaluate_views(
     if with_details:
         result["num_views"] = len(per_image)
         result["per_image"] = per_image
+        result["unavailable_metrics"] = unavailable
+    return result
+
+
+@torch.no_grad()
+def evaluate_without_ground_truth(pipeline: Any, with_details: bool = False) -> Dict[str, Any]:
+    """Scenes without object-free views (LLFF-style, the paper's second benchmark): every masked training view is
+    rendered, crops around its inpainting border are compared with crops of observed pixels of the training images:
+    ``c_swd`` always, C-FID / C-KID where the Inception weights exist."""
+    manager, model = pipeline.datamanager, pipeline.model
+    views = manager.views_with_masks().tolist()
+    cameras = manager.train_dataset.cameras
+    metrics = model.metrics
+    height, width = manager.masks.shape[1:]
+    size = min(metrics.config.crop_size, min(height, width) // 2)
+    count = metrics.config.crops_per_image
+    pipeline.eval()
+    renders, masks, originals = [], [], []
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as progress:
+        task = progress.add_task("[green]Rendering the masked training views", total=len(views))
+        for view in views:
+            camera = cameras[view : view + 1].to(model.device)
+            renders.append(model.get_outputs_for_camera(camera=camera)["rgb"].clamp(0, 1).cpu())
+            masks.append(manager.masks[view].cpu())
+            originals.append(manager.originals[view].float().cpu() / 255.0)
+            progress.advance(task)
+    pipeline.train()
+    real = observed_crops(originals, masks, size, count, seed=metrics.config.seed)
+    while len(real) == 0 and size >= 32:  # large masks in small images: smaller crops still fit between them
+        size //= 2
+        real = observed_crops(originals, masks, size, count, seed=metrics.config.seed)
+    fake = border_crops(renders, masks, size, count)
+    result: Dict[str, Any] = metrics.crop_distances(fake, real)
+    unavailable = {name: reason for name, reason in metrics.unavailable.items() if name in ("c_fid", "c_kid")}
+    for name, reason in unavailable.items():
+        CONSOLE.print(f"[bold yellow]Skipped metric {name}: {reason}")
+    if with_details:
+        result["num_views"] = len(views)
+        result["ground_truth"] = (
+            "none: crops around the inpainting border of the rendered training views against crops of observed pixels"
+        )
+        result["crop_size"] = size
+        result["num_crops"] = [len(fake), len(real)]
         result["unavailable_metrics"] = unavailable
     return result

@@ -349,6 +349,18 @@ class InpaintingMetrics:
             out[f"{names['kid']}_std"] = kid_std
 
     @torch.no_grad()
+    def crop_distances(self, fake: Float[Tensor, "N 3 S S"], real: Float[Tensor, "M 3 S S"]) -> Dict[str, float]:
+        """Scenes without ground truth: ``c_swd`` (weight-free) and, where the Inception weights exist, ``c_fid``,
+        ``c_kid`` and ``c_kid_std`` between rendered crops around the inpainting border and crops of observed
+        pixels (channels-first, in [0, 1])."""
+        out: Dict[str, float] = {}
+        if self._wants("swd") or self._wants("m_swd"):
+            out["c_swd"] = swd(list(fake.permute(0, 2, 3, 1)), list(real.permute(0, 2, 3, 1)), seed=self.config.seed)
+        if self.feature_extractor is not None and (self._wants("c_fid") or self._wants("c_kid")):
+            self._set_distances("c_", self._features(real), self._features(fake), out)
+        return out
+
+    @torch.no_grad()
     def per_set(
         self,
         preds: Sequence[Float[Tensor, "H W 3"]],

@@ -26,8 +26,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerNumber
 
 from mald_nerfstudio.data.datamanager import MaldDataManager, MaldDataManagerConfig
-from mald_nerfstudio.errors import MaldInputError
-from mald_nerfstudio.eval.evaluate import evaluate_views
+from mald_nerfstudio.eval.evaluate import evaluate_views, evaluate_without_ground_truth
 from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
 from mald_nerfstudio.inpaint.exemplar import ExemplarInpainterConfig
 from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig
@@ -193,19 +192,19 @@ class MaldPipeline(VanillaPipeline):
     def get_average_eval_image_metrics(
         self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
     ) -> Dict[str, Any]:
-        """Metrics over the object-free evaluation views: per-image averages plus the set metrics (FID/KID).
+        """Metrics over the object-free evaluation views: per-image averages plus the set metrics (FID/KID). A
+        scene without such views is scored without ground truth (:func:`evaluate_without_ground_truth`).
 
         With ``get_std`` (as ``ns-eval`` calls it) the result also lists every image's metrics under
         ``per_image`` and the metrics that could not be computed, with the reason, under ``unavailable_metrics``.
         """
         dataset = self.datamanager.eval_dataset
         if dataset is None or len(dataset) == 0:
-            raise MaldInputError(
-                "this scene has no object-free evaluation views, so there is no ground truth to score against",
-                self.datamanager.get_datapath(),
-                "SPIn-NeRF layout: the first --num-test-views images are the object-free views; nerfstudio "
-                "format: mark them with \"object_free\": true in transforms.json",
+            CONSOLE.print(
+                "No object-free views in this scene: scoring the masked training views without ground truth "
+                "(C-SWD, C-FID, C-KID on crops around the inpainting border against crops of observed pixels)."
             )
+            return evaluate_without_ground_truth(self, with_details=get_std)
         return evaluate_views(self, output_path=output_path, with_details=get_std, get_std=get_std)
 
     # --------------------------------------------------------------- losses
