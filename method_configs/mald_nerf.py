@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from mald_nerfstudio.data.datamanager import MaldDataManagerConfig
+from mald_nerfstudio.model.camera_poses import ObservedPixelsCameraOptimizerConfig
 from mald_nerfstudio.model.discriminator import DiscriminatorConfig
 from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP, MaldNerfModelConfig
 from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig
@@ -62,7 +62,7 @@ def mald_nerf_config() -> MaldTrainerConfig:
             model=MaldNerfModelConfig(
                 eval_num_rays_per_chunk=1 << 15,
                 average_init_density=0.01,
-                camera_optimizer=CameraOptimizerConfig(mode="SO3xR3"),
+                camera_optimizer=ObservedPixelsCameraOptimizerConfig(mode="SO3xR3"),
             ),
             inpainter="ldm",
             dataset_update=DatasetUpdateConfig(update_every=200, views_per_update=4, first_update_step=2000),
@@ -95,7 +95,7 @@ def mald_nerf_tiny_config() -> MaldTrainerConfig:
             model=MaldNerfModelConfig(
                 eval_num_rays_per_chunk=1 << 13,
                 average_init_density=0.01,
-                camera_optimizer=CameraOptimizerConfig(mode="off"),
+                camera_optimizer=ObservedPixelsCameraOptimizerConfig(mode="off"),
                 implementation="torch",
                 num_levels=8,
                 max_res=512,

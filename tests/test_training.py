@@ -211,3 +211,31 @@ def test_dataset_update_renders_use_each_views_appearance_embedding(demo_scene, 
     model.train()
     assert not torch.allclose(as_view1[masks[0]], mean_embedding, atol=1e-3)
     assert model.training  # render_mask_regions restores the mode it found
+
+
+def test_inpainting_losses_do_not_move_the_camera_poses(demo_scene, tmp_path):
+    from mald_nerfstudio.method_configs.mald_nerf import mald_nerf_config
+    from mald_nerfstudio.model.camera_poses import ObservedPixelsCameraOptimizerConfig
+
+    assert isinstance(mald_nerf_config().pipeline.model.camera_optimizer, ObservedPixelsCameraOptimizerConfig)
+
+    def edit(config):
+        config.pipeline.model.camera_optimizer.mode = "SO3xR3"
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=2, edit=edit))
+    trainer.pipeline.prepare_training(trainer)
+    pipeline = trainer.pipeline
+    poses = pipeline.model.camera_optimizer.pose_adjustment
+    with torch.no_grad():
+        poses.normal_(std=1e-3)  # away from the identity, where the SO3 exponential's gradient is degenerate
+
+    def pose_grad(loss_names):
+        poses.grad = None
+        _, loss_dict, _ = pipeline.get_train_loss_dict(step=0)
+        sum(loss_dict[name] for name in loss_names).backward()
+        return poses.grad
+
+    inpainting = pose_grad(["adversarial_loss", "feature_matching_loss"])
+    assert inpainting is None or not inpainting.any(), "the inpainting losses reached the camera poses"
+    reconstruction = pose_grad(["rgb_loss"])
+    assert reconstruction is not None and reconstruction.abs().sum() > 0  # observed pixels still refine them

@@ -27,7 +27,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
 from mald_nerfstudio.data.dataset import InpaintDataset
-from mald_nerfstudio.data.patch_sampling import PixelPools, sample_observed, sample_patches
+from mald_nerfstudio.data.patch_sampling import PATCH_RAY_KEY, PixelPools, sample_observed, sample_patches
 from mald_nerfstudio.errors import MaldInputError
 
 
@@ -139,6 +139,9 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             batch["patch_indices"] = patches
             indices = torch.cat([recon, patches.reshape(-1, 3)], dim=0)
         ray_bundle = self.train_ray_generator(indices)
+        flags = torch.zeros((len(indices), 1), device=indices.device)
+        flags[len(recon) :] = 1.0
+        ray_bundle.metadata[PATCH_RAY_KEY] = flags  # patch rays do not refine the camera poses
         return ray_bundle, batch
 
     def get_train_rays_per_batch(self) -> int:

@@ -14,6 +14,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+PATCH_RAY_KEY = "inpaint_patch_ray"
+"""Ray-bundle metadata the datamanager sets: 1.0 for rays of inpainting patches, 0.0 for observed rays ([N, 1])."""
+
 
 @dataclass
 class PixelPools:
