@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from mald_nerfstudio.eval.border_crops import border_crops, observed_crops
+from mald_nerfstudio.eval.border_crops import border_crop_boxes, observed_crops
 
 
 def nan_mean_std(values: Sequence[Optional[float]]) -> Tuple[float, float]:
@@ -87,31 +87,37 @@ def evaluate_without_ground_truth(pipeline: Any, with_details: bool = False) -> 
     """Scenes without object-free views (LLFF-style, the paper's second benchmark): every masked training view is
     rendered, crops around its inpainting border are compared with crops of observed pixels of the training images:
     ``c_swd`` always, C-FID / C-KID where the Inception weights exist."""
+    from mald_nerfstudio.pipeline.dataset_update import render_mask_regions  # the pipeline imports this module
+
     manager, model = pipeline.datamanager, pipeline.model
     views = manager.views_with_masks().tolist()
-    cameras = manager.train_dataset.cameras
     metrics = model.metrics
     height, width = manager.masks.shape[1:]
     size = min(metrics.config.crop_size, min(height, width) // 2)
     count = metrics.config.crops_per_image
-    pipeline.eval()
-    renders, masks, originals = [], [], []
-    with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    ) as progress:
-        task = progress.add_task("[green]Rendering the masked training views", total=len(views))
-        for view in views:
-            camera = cameras[view : view + 1].to(model.device)
-            renders.append(model.get_outputs_for_camera(camera=camera)["rgb"].clamp(0, 1).cpu())
-            masks.append(manager.masks[view].cpu())
-            originals.append(manager.originals[view].float().cpu() / 255.0)
-            progress.advance(task)
-    pipeline.train()
+    masks = [manager.masks[view].cpu() for view in views]
+    originals = [manager.originals[view].float().cpu() / 255.0 for view in views]
     real = observed_crops(originals, masks, size, count, seed=metrics.config.seed)
     while len(real) == 0 and size >= 32:  # large masks in small images: smaller crops still fit between them
         size //= 2
         real = observed_crops(originals, masks, size, count, seed=metrics.config.seed)
-    fake = border_crops(renders, masks, size, count)
+    crops = []
+    device = manager.originals.device
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as progress:
+        task = progress.add_task("[green]Rendering crops of the masked training views", total=len(views))
+        for view, mask, original in zip(views, masks, originals):
+            # Only the crops are scored, so only they are rendered (with the view's own appearance embedding).
+            for top, left in border_crop_boxes(mask, size, count):
+                box = torch.zeros_like(mask)
+                box[top : top + size, left : left + size] = True
+                rendered = render_mask_regions(
+                    model, manager.train_ray_generator, [view], original[None].to(device), box[None].to(device)
+                )[0]
+                crops.append(rendered[top : top + size, left : left + size].permute(2, 0, 1).cpu())
+            progress.advance(task)
+    fake = torch.stack(crops) if crops else torch.zeros((0, 3, size, size))
     result: Dict[str, Any] = metrics.crop_distances(fake, real)
     unavailable = {name: reason for name, reason in metrics.unavailable.items() if name in ("c_fid", "c_kid")}
     for name, reason in unavailable.items():
