@@ -10,9 +10,9 @@ Each iteration:
    R1 penalty) updates the discriminator's parameter group only.
 
 Each step has its own gradient scaler (nerfstudio's for the NeRF, one more for the discriminator), so an overflow
-in the discriminator's fp16 backward neither lowers the NeRF's scale nor skips the NeRF's scheduler step. Before the first iteration the pipeline gets
-the chance to customise the diffusion model and inpaint the training views (skipped when a checkpoint already
-holds them).
+in the discriminator's fp16 backward neither lowers the NeRF's scale nor skips the NeRF's scheduler step. Before
+the first iteration the pipeline gets the chance to customise the diffusion model and inpaint the training views
+(skipped when a checkpoint already holds them).
 
 A run resumed with ``--load-dir`` finishes the same run: ``--max-num-iterations`` is the run's total length
 (nerfstudio counts it from the loaded step), the dataset-update schedule keeps the horizon it started with, and

@@ -58,6 +58,7 @@ def test_grid_shows_ground_truth_then_each_method_with_a_zoom_on_the_mask(tmp_pa
 
 def test_preset_values_apply_unless_overridden():
     bench = Benchmark(preset="cpu")
-    assert bench.resolved("methods")[0] == "mald-nerf-tiny" and bench.resolved("demo_scenes") == ("demo-seed0", "demo-hidden", "demo-seen")
+    assert bench.resolved("methods")[0] == "mald-nerf-tiny"
+    assert bench.resolved("demo_scenes") == ("demo-seed0", "demo-hidden", "demo-seen")
     assert Benchmark(preset="cpu", max_num_iterations=5).resolved("max_num_iterations") == 5
     assert not math.isnan(bench.resolved("max_num_iterations"))

@@ -211,7 +211,8 @@ def test_ns_train_viewer_listens_on_this_machine_only(demo_scene, tmp_path):
     proc = subprocess.Popen(
         ["ns-train", "mald-nerf-tiny", "--data", str(demo_scene), "--output-dir", str(tmp_path),
          "--vis", "viewer", "--viewer.websocket-port", str(port), "--max-num-iterations", "100000"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     try:
         deadline, hosts = time.time() + 180, []

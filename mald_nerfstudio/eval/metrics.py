@@ -7,9 +7,11 @@ Conventions (everything in this module):
 * a set is a sequence of such images (sizes may differ between images of a set).
 
 Per image (:meth:`InpaintingMetrics.per_image`): ``psnr``, ``ssim`` (whole image, torchmetrics with
-``data_range=1``), ``masked_psnr`` (MSE over the masked pixels), ``unmasked_psnr`` (over the other pixels), ``masked_ssim`` (torchmetrics' SSIM map averaged
-over the masked pixels), ``m_sharpness`` (Laplacian energy in the mask relative to the truth's, weight-free),
-``lpips`` and ``m_lpips`` (LPIPS after setting the pixels outside the mask to black in both images). Masked values of an image whose mask is empty are NaN (average them with a NaN-aware mean).
+``data_range=1``), ``masked_psnr`` (MSE over the masked pixels), ``unmasked_psnr`` (over the other pixels),
+``masked_ssim`` (torchmetrics' SSIM map averaged over the masked pixels), ``m_sharpness`` (Laplacian energy in the
+mask relative to the truth's, weight-free), ``lpips`` and ``m_lpips`` (LPIPS after setting the pixels outside the
+mask to black in both images). Masked values of an image whose mask is empty are NaN (average them with a
+NaN-aware mean).
 
 Per set (:meth:`InpaintingMetrics.per_set`): ``swd`` and ``m_swd`` (weight-free, see
 :mod:`mald_nerfstudio.eval.patch_swd`); ``fid``, ``kid`` and ``kid_std`` between the rendered and the

@@ -133,7 +133,8 @@ class MaldPipeline(VanillaPipeline):
         elif self.config.dataset_update.warmup_steps > 0:
             CONSOLE.print(
                 f"Warm-up: {self.config.dataset_update.warmup_steps} steps on the observed pixels, then the training "
-                f"views are inpainted from the NeRF's renders at strength {self.config.dataset_update.initial_strength}."
+                "views are inpainted from the NeRF's renders at strength "
+                f"{self.config.dataset_update.initial_strength}."
             )
         else:
             self.updater.initial_inpainting()
