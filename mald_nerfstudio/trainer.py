@@ -5,7 +5,8 @@ Each iteration:
 1. reconstruction + 2. inpainting: one forward pass renders the observed rays and the mask patches; the
    NeRF's loss (pixel, interlevel and distortion losses on observed rays; adversarial and feature-matching
    losses on the patches, with the discriminator frozen) updates every parameter group except the
-   discriminator's;
+   discriminator's. With the pipeline's ``separate_inpainting_step`` these are two forward passes and two
+   steps: the observed rays' losses, then the patches' losses rendered with the updated field;
 3. discriminator update: the discriminator's loss on the detached renders and the inpainted patches (plus the
    R1 penalty) updates the discriminator's parameter group only.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, Optional, Tuple, Type
 
 import torch
 
@@ -72,6 +73,8 @@ class MaldTrainer(Trainer):
         """Length of the run the dataset-update schedule is planned for (kept from the first start on resume)."""
         self.discriminator_scaler = type(self.grad_scaler)(enabled=self.grad_scaler.is_enabled())
         """Gradient scaler of the discriminator step (the NeRF step keeps nerfstudio's ``grad_scaler``)."""
+        self.inpainting_scaler = type(self.grad_scaler)(enabled=self.grad_scaler.is_enabled())
+        """Gradient scaler of the separate inpainting step, when the pipeline has one."""
         self._resumed_rng: Optional[Dict[str, Any]] = None
 
     def train(self) -> None:
@@ -117,6 +120,8 @@ class MaldTrainer(Trainer):
         run_state = loaded_state.get(RUN_STATE_KEY) or {}
         if "discriminator_scaler" in run_state:
             self.discriminator_scaler.load_state_dict(run_state["discriminator_scaler"])
+        if "inpainting_scaler" in run_state:
+            self.inpainting_scaler.load_state_dict(run_state["inpainting_scaler"])
         self.schedule_horizon = int(run_state.get("schedule_horizon", self.config.max_num_iterations))
         self._resumed_rng = run_state.get("rng")
         if self.schedule_horizon != self.config.max_num_iterations:
@@ -144,6 +149,7 @@ class MaldTrainer(Trainer):
                     "schedule_horizon": self.schedule_horizon,
                     "rng": capture_rng_state(),
                     "discriminator_scaler": self.discriminator_scaler.state_dict(),
+                    "inpainting_scaler": self.inpainting_scaler.state_dict(),
                 },
             },
             ckpt_path,
@@ -159,20 +165,39 @@ class MaldTrainer(Trainer):
 
     @profiler.time_function
     def train_iteration(self, step: int) -> TRAIN_INTERATION_OUTPUT:
-        """nerfstudio's ``Trainer.train_iteration`` (copied), changed to leave the discriminator's group out of the
-        NeRF step and to run the discriminator step, with its own scaler, before the schedulers advance."""
+        """nerfstudio's ``Trainer.train_iteration`` (copied), changed to run one NeRF step per loss phase of the
+        pipeline (one summed step, or reconstruction then inpainting, each with its own scaler), to leave the
+        discriminator's group out of the NeRF steps and to run the discriminator step, with its own scaler,
+        before the schedulers advance."""
         groups = list(self.optimizers.parameters.keys())
         nerf_groups = [g for g in groups if g != DISCRIMINATOR_GROUP]
         accumulate = self.gradient_accumulation_steps
-        self.optimizers.zero_grad_some([g for g in nerf_groups if step % accumulate[g] == 0])
-
-        with torch.autocast(device_type=self._autocast_device(), enabled=self.mixed_precision):
-            _, loss_dict, metrics_dict = self.pipeline.get_train_loss_dict(step=step)
-            loss = functools.reduce(torch.add, loss_dict.values())
-        self.grad_scaler.scale(loss).backward()  # type: ignore[union-attr]
-        self.optimizers.optimizer_scaler_step_some(
-            self.grad_scaler, [g for g in nerf_groups if step % accumulate[g] == accumulate[g] - 1]
-        )
+        phases = self._loss_phases(step)
+        total_loss: Optional[torch.Tensor] = None
+        loss_dict: Dict[str, torch.Tensor] = {}
+        metrics_dict: Dict[str, Any] = {}
+        index = 0
+        while True:
+            # A phase's forward pass runs inside next(), so under autocast, after the previous phase's step.
+            with torch.autocast(device_type=self._autocast_device(), enabled=self.mixed_precision):
+                phase = next(phases, None)
+                if phase is None:
+                    break
+                _, phase_losses, phase_metrics = phase
+                loss = functools.reduce(torch.add, phase_losses.values())
+            scaler = self.grad_scaler if index == 0 else self.inpainting_scaler
+            # Gradient accumulation applies to the first (or only) phase; a later phase steps every iteration.
+            self.optimizers.zero_grad_some([g for g in nerf_groups if index > 0 or step % accumulate[g] == 0])
+            scaler.scale(loss).backward()  # type: ignore[union-attr]
+            self.optimizers.optimizer_scaler_step_some(
+                scaler, [g for g in nerf_groups if index > 0 or step % accumulate[g] == accumulate[g] - 1]
+            )
+            if index > 0:
+                scaler.update()
+            loss_dict.update(phase_losses)
+            metrics_dict.update(phase_metrics)
+            total_loss = loss.detach() if total_loss is None else total_loss + loss.detach()
+            index += 1
 
         if self.config.log_gradients:
             total = torch.zeros(())
@@ -190,7 +215,16 @@ class MaldTrainer(Trainer):
         # A decreased scale means the step was skipped (inf/nan gradients): do not advance the schedulers.
         if scale <= self.grad_scaler.get_scale():
             self.optimizers.scheduler_step_all(step)
-        return loss, loss_dict, metrics_dict  # type: ignore[return-value]
+        return total_loss, loss_dict, metrics_dict  # type: ignore[return-value]
+
+    def _loss_phases(self, step: int) -> Iterator[Tuple[str, Dict[str, torch.Tensor], Dict[str, Any]]]:
+        """The pipeline's loss phases, or nerfstudio's one summed loss for a pipeline without phases."""
+        phases = getattr(self.pipeline, "get_train_loss_phases", None)
+        if phases is not None:
+            yield from phases(step)
+            return
+        _, loss_dict, metrics_dict = self.pipeline.get_train_loss_dict(step=step)
+        yield "nerf", loss_dict, metrics_dict
 
     def _discriminator_step(self, step: int) -> Dict[str, torch.Tensor]:
         """Update the discriminator on the patches of this iteration; returns its losses for logging."""

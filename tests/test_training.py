@@ -239,3 +239,86 @@ def test_inpainting_losses_do_not_move_the_camera_poses(demo_scene, tmp_path):
     assert inpainting is None or not inpainting.any(), "the inpainting losses reached the camera poses"
     reconstruction = pose_grad(["rgb_loss"])
     assert reconstruction is not None and reconstruction.abs().sum() > 0  # observed pixels still refine them
+
+
+@pytest.mark.parametrize("mixed_precision", [False, True], ids=["fp32", "bf16-autocast"])
+def test_separate_inpainting_step_renders_patches_after_the_reconstruction_step(demo_scene, tmp_path, mixed_precision):
+    """With separate_inpainting_step, train_iteration takes a reconstruction step on the observed rays, renders the
+    patch rays with the updated field for an inpainting step with its own scaler, then the discriminator step; the
+    inpainting step's gradients reach neither the proposal networks nor the discriminator."""
+    def edit(config):
+        config.mixed_precision = mixed_precision
+        config.pipeline.separate_inpainting_step = True
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=5, edit=edit))
+    trainer.pipeline.prepare_training(trainer)
+    model = trainer.pipeline.model
+    manager = trainer.pipeline.datamanager
+    num_recon = manager.config.train_num_rays_per_batch
+    num_patch_rays = manager.config.num_inpaint_patches * manager.config.inpaint_patch_size**2
+    rendered, steps = [], []
+    original_forward, original_step = model.forward, trainer.optimizers.optimizer_scaler_step_some
+
+    def forward_spy(ray_bundle, *args, **kwargs):
+        rendered.append((len(ray_bundle), _snapshot(model.field.parameters())))
+        return original_forward(ray_bundle, *args, **kwargs)
+
+    def step_spy(scaler, groups):
+        grads = {name: [None if p.grad is None else p.grad.detach().clone() for p in params]
+                 for name, params in trainer.pipeline.get_param_groups().items()}
+        steps.append({"groups": list(groups), "scaler": scaler, "grads": grads})
+        return original_step(scaler, groups)
+
+    for step in range(3):  # at initialisation the interlevel loss can be exactly flat
+        trainer.train_iteration(step)
+    model.forward = forward_spy  # type: ignore[method-assign]
+    trainer.optimizers.optimizer_scaler_step_some = step_spy  # type: ignore[method-assign]
+    disc_grads_before = [p.grad.detach().clone() for p in model.discriminator.parameters()]
+    _, loss_dict, metrics = trainer.train_iteration(3)
+    assert {"rgb_loss", "interlevel_loss", "adversarial_loss", "feature_matching_loss"} <= set(loss_dict)
+    assert "discriminator_loss" in metrics
+    assert [n for n, _ in rendered] == [num_recon, num_patch_rays]
+    assert not _same(rendered[0][1], rendered[1][1]), "the patches were rendered before the reconstruction step"
+    recon, inpaint, disc = steps
+    assert recon["scaler"] is trainer.grad_scaler and inpaint["scaler"] is trainer.inpainting_scaler
+    assert disc["scaler"] is trainer.discriminator_scaler and disc["groups"] == [DISCRIMINATOR_GROUP]
+    assert DISCRIMINATOR_GROUP not in recon["groups"] and DISCRIMINATOR_GROUP not in inpaint["groups"]
+
+    def touched(grads):
+        return any(g is not None and g.any() for g in grads)
+
+    def unchanged(grads, before):
+        return all(torch.equal(g, b) for g, b in zip(grads, before))
+
+    assert touched(recon["grads"]["fields"]) and touched(recon["grads"]["proposal_networks"])
+    assert touched(inpaint["grads"]["fields"]), "the inpainting step did not train the field"
+    assert not touched(inpaint["grads"]["proposal_networks"]), "patch rays reached the proposal losses"
+    # The discriminator's gradients are still those of the previous discriminator step.
+    assert unchanged(recon["grads"][DISCRIMINATOR_GROUP], disc_grads_before)
+    assert unchanged(inpaint["grads"][DISCRIMINATOR_GROUP], disc_grads_before)
+    assert not unchanged(disc["grads"][DISCRIMINATOR_GROUP], disc_grads_before)
+
+
+@pytest.mark.parametrize("on_patches", [False, True])
+def test_proposal_losses_see_patch_rays_only_when_asked(demo_scene, tmp_path, on_patches):
+    """In the summed step, nerfacto's interlevel and distortion losses cover the observed rays only, unless
+    proposal_losses_on_patches."""
+    from nerfstudio.model_components.losses import distortion_loss, interlevel_loss
+
+    def edit(config):
+        config.pipeline.model.proposal_losses_on_patches = on_patches
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=2, edit=edit))
+    trainer.pipeline.prepare_training(trainer)
+    model = trainer.pipeline.model
+    ray_bundle, batch = trainer.pipeline.datamanager.next_train(0)
+    outputs = model(ray_bundle)
+    metrics = model.get_metrics_dict(outputs, batch)
+    losses = model.get_loss_dict(outputs, batch, metrics)
+    n = batch["num_recon_rays"]
+    assert "patch_real" in batch and outputs["rgb"].shape[0] > n
+    weights = outputs["weights_list"] if on_patches else [w[:n] for w in outputs["weights_list"]]
+    samples = outputs["ray_samples_list"] if on_patches else [s[:n] for s in outputs["ray_samples_list"]]
+    expected_interlevel = model.config.interlevel_loss_mult * interlevel_loss(weights, samples)
+    assert torch.allclose(losses["interlevel_loss"], expected_interlevel)
+    assert torch.allclose(metrics["distortion"], distortion_loss(weights, samples))

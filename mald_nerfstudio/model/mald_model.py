@@ -4,8 +4,7 @@ Each training batch (see :mod:`mald_nerfstudio.data.datamanager`) holds ``num_re
 followed by the rays of P x P patches laid over the inpainting masks. One forward pass renders both.
 
 * Observed rays: nerfacto's losses (pixel MSE, proposal interlevel, distortion, camera-pose regulariser).
-  The interlevel and distortion terms see every ray, patch rays included, so the proposal samplers also
-  learn the geometry inside the hole.
+  The interlevel and distortion terms see the observed rays only, unless ``proposal_losses_on_patches``.
 * Patches: masked adversarial training against a patch discriminator (real = patch of the current inpainted
   image, fake = render, both zero outside the mask) plus discriminator feature matching. No pixel or
   perceptual loss in the mask unless an ablation switches one on.
@@ -59,6 +58,8 @@ class MaldNerfModelConfig(NerfactoModelConfig):
 
     _target: Type = field(default_factory=lambda: MaldNerfModel)
     """Target class to instantiate."""
+    proposal_losses_on_patches: bool = False
+    """Let nerfacto's interlevel and distortion losses see the patch rays too (as one summed step did before)."""
     use_adversarial: bool = True
     """Masked adversarial loss in the mask (the paper's core loss; off = the 'no adversarial' ablation)."""
     use_feature_matching: bool = True
@@ -123,22 +124,28 @@ class MaldNerfModel(NerfactoModel):
     def _num_recon(outputs: Dict, batch: Dict) -> int:
         return int(batch.get("num_recon_rays", outputs["rgb"].shape[0]))
 
-    @staticmethod
-    def _recon_outputs(outputs: Dict, num_recon: int) -> Dict:
-        """Outputs restricted to the observed rays for per-ray terms (lists of samples are left whole)."""
+    def _recon_outputs(self, outputs: Dict, num_recon: int) -> Dict:
+        """Outputs restricted to the observed rays for nerfacto's terms (the sample lists only without
+        ``proposal_losses_on_patches``)."""
         sliced = dict(outputs)
         for key in ("rgb", "accumulation", "depth", "expected_depth"):
             if key in outputs:
                 sliced[key] = outputs[key][:num_recon]
+        if not self.config.proposal_losses_on_patches:
+            for key in ("weights_list", "ray_samples_list"):
+                if key in outputs:
+                    sliced[key] = [item[:num_recon] for item in outputs[key]]
         return sliced
 
     def _patches(self, outputs: Dict, batch: Dict) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
-        """(real, fake, mask) patches as [B, 3, P, P], [B, 3, P, P], [B, 1, P, P], or None without patches."""
+        """(real, fake, mask) patches as [B, 3, P, P], [B, 3, P, P], [B, 1, P, P], or None without patches. The
+        patch rays follow the batch's observed rays in ``outputs``, or are all of them (``patch_rays_only``)."""
         if "patch_real" not in batch:
             return None
         real = batch["patch_real"].to(self.device)
         num_patches, size = real.shape[0], real.shape[1]
-        fake = outputs["rgb"][self._num_recon(outputs, batch) :].reshape(num_patches, size, size, 3)
+        first = 0 if batch.get("patch_rays_only", False) else self._num_recon(outputs, batch)
+        fake = outputs["rgb"][first:].reshape(num_patches, size, size, 3)
         mask = batch["patch_mask"].to(self.device)
         return real.permute(0, 3, 1, 2), fake.permute(0, 3, 1, 2), mask.permute(0, 3, 1, 2)
 
@@ -147,12 +154,21 @@ class MaldNerfModel(NerfactoModel):
         return super().get_metrics_dict(self._recon_outputs(outputs, self._num_recon(outputs, batch)), batch)
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        """nerfacto's losses on the observed rays plus the inpainting losses on the patch rays."""
         num_recon = self._num_recon(outputs, batch)
         loss_dict = super().get_loss_dict(self._recon_outputs(outputs, num_recon), batch, metrics_dict)
+        loss_dict.update(self.get_inpainting_loss_dict(outputs, batch))
+        return loss_dict
+
+    def get_inpainting_loss_dict(self, outputs: Dict, batch: Dict) -> Dict[str, Tensor]:
+        """The losses inside the masks (adversarial, feature matching, ablation terms); empty without patches.
+        Keeps the detached patches for this iteration's discriminator step."""
         patches = self._patches(outputs, batch) if self.training else None
         self._last_patches = None
+        loss_dict: Dict[str, Tensor] = {}
         if patches is None:
             return loss_dict
+        num_recon = int(batch["num_recon_rays"])
         real, fake, mask = patches
         inside = mask.float()
         if self.discriminator is not None:

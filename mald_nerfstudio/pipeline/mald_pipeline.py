@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Type
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Type
 
 import torch
 
@@ -61,6 +61,8 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     """Per-scene LoRA customisation of the LDM before training (ldm inpainter only; cached per scene)."""
     dataset_update: DatasetUpdateConfig = field(default_factory=DatasetUpdateConfig)
     """Iterative dataset update: schedule and noise strengths."""
+    separate_inpainting_step: bool = False
+    """Reconstruction and inpainting as two NeRF steps per iteration (the spec's form) instead of one summed step."""
 
 
 class MaldPipeline(VanillaPipeline):
@@ -209,6 +211,30 @@ class MaldPipeline(VanillaPipeline):
         return evaluate_views(self, output_path=output_path, with_details=get_std, get_std=get_std)
 
     # --------------------------------------------------------------- losses
+    def get_train_loss_phases(self, step: int) -> Iterator[Tuple[str, Dict[str, torch.Tensor], Dict[str, Any]]]:
+        """The NeRF's losses of one iteration as (name, loss dict, metrics dict), one per NeRF optimizer step.
+
+        One ``"nerf"`` phase renders observed and patch rays together (their losses are summed); with
+        ``separate_inpainting_step`` a ``"reconstruction"`` phase renders the observed rays, and once the trainer
+        has stepped on it, an ``"inpainting"`` phase renders the patch rays with the updated field. The forward
+        pass of a phase runs when the trainer asks for it, so the trainer's autocast covers it.
+        """
+        ray_bundle, batch = self.datamanager.next_train(step)
+        model = self.model
+        if not self.config.separate_inpainting_step or "patch_real" not in batch or not isinstance(model, MaldNerfModel):
+            outputs = self._model(ray_bundle)
+            metrics_dict = model.get_metrics_dict(outputs, batch)
+            yield "nerf", model.get_loss_dict(outputs, batch, metrics_dict), metrics_dict
+            return
+        num_recon = int(batch["num_recon_rays"])
+        recon_batch = {key: value for key, value in batch.items() if not key.startswith("patch_")}
+        outputs = self._model(ray_bundle[:num_recon])
+        metrics_dict = model.get_metrics_dict(outputs, recon_batch)
+        yield "reconstruction", model.get_loss_dict(outputs, recon_batch, metrics_dict), metrics_dict
+        patch_batch = {**batch, "patch_rays_only": True}
+        outputs = self._model(ray_bundle[num_recon:])
+        yield "inpainting", model.get_inpainting_loss_dict(outputs, patch_batch), {}
+
     def get_discriminator_loss_dict(self, step: int) -> Dict[str, torch.Tensor]:
         """The discriminator's loss on the patches of the current iteration (used by the trainer)."""
         model = self.model
