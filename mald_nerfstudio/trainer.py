@@ -2,11 +2,11 @@
 
 Each iteration:
 
-1. reconstruction + 2. inpainting: one forward pass renders the observed rays and the mask patches; the
-   NeRF's loss (pixel, interlevel and distortion losses on observed rays; adversarial and feature-matching
-   losses on the patches, with the discriminator frozen) updates every parameter group except the
-   discriminator's. With the pipeline's ``separate_inpainting_step`` these are two forward passes and two
-   steps: the observed rays' losses, then the patches' losses rendered with the updated field;
+1. reconstruction: the observed rays are rendered and nerfacto's losses (pixel, interlevel, distortion) update
+   every parameter group except the discriminator's;
+2. inpainting: the mask patches are rendered with the updated field and the adversarial and feature-matching
+   losses (the discriminator frozen) update the same groups, with their own gradient scaler. With the pipeline's
+   ``separate_inpainting_step`` off, 1 and 2 are one forward pass and one step on the summed losses;
 3. discriminator update: the discriminator's loss on the detached renders and the inpainted patches (plus the
    R1 penalty) updates the discriminator's parameter group only.
 

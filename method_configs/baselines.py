@@ -45,12 +45,14 @@ def _spinnerf(config: MaldTrainerConfig) -> None:
     config.pipeline.model.use_mask_lpips = True
     config.pipeline.dataset_update.enabled = False
     config.pipeline.customization.enabled = False
+    config.pipeline.separate_inpainting_step = False  # SPIn-NeRF sums its losses into one step
 
 
 def _inpaintnerf360(config: MaldTrainerConfig) -> None:
     _pixel_loss_instead_of_adversarial(config)
     config.pipeline.dataset_update.enabled = False
     config.pipeline.customization.enabled = False
+    config.pipeline.separate_inpainting_step = False  # as SPIn-NeRF, one summed loss
 
 
 def _adversarial_plus_l1(config: MaldTrainerConfig) -> None:

@@ -36,10 +36,12 @@ def _file_digests(folder: Path) -> Dict[str, str]:
 
 @pytest.mark.parametrize("mixed_precision", [False, True], ids=["fp32", "bf16-autocast"])
 def test_train_iteration_keeps_the_nerf_and_discriminator_updates_apart(demo_scene, tmp_path, mixed_precision):
-    """Through the real MaldTrainer.train_iteration (bf16 autocast runs on CPU): the NeRF's loss reaches no
-    discriminator parameter, the discriminator's loss reaches no NeRF parameter, each step uses its own scaler."""
+    """Through the real MaldTrainer.train_iteration with one summed NeRF step (bf16 autocast runs on CPU): the NeRF's
+    loss reaches no discriminator parameter, the discriminator's loss reaches no NeRF parameter, each step uses its
+    own scaler."""
     def edit(config):
         config.mixed_precision = mixed_precision
+        config.pipeline.separate_inpainting_step = False
 
     trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=5, edit=edit))
     trainer.pipeline.prepare_training(trainer)
@@ -307,6 +309,7 @@ def test_proposal_losses_see_patch_rays_only_when_asked(demo_scene, tmp_path, on
 
     def edit(config):
         config.pipeline.model.proposal_losses_on_patches = on_patches
+        config.pipeline.separate_inpainting_step = False
 
     trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=2, edit=edit))
     trainer.pipeline.prepare_training(trainer)

@@ -1,7 +1,8 @@
 """The MALD-NeRF model: nerfacto trained on observed pixels and, inside the masks, adversarially.
 
 Each training batch (see :mod:`mald_nerfstudio.data.datamanager`) holds ``num_recon_rays`` observed rays
-followed by the rays of P x P patches laid over the inpainting masks. One forward pass renders both.
+followed by the rays of P x P patches laid over the inpainting masks. The pipeline renders them in one forward pass
+(one summed step) or in two, one per step (:meth:`MaldPipeline.get_train_loss_phases`).
 
 * Observed rays: nerfacto's losses (pixel MSE, proposal interlevel, distortion, camera-pose regulariser).
   The interlevel and distortion terms see the observed rays only, unless ``proposal_losses_on_patches``.

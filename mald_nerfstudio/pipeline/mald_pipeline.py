@@ -61,8 +61,8 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     """Per-scene LoRA customisation of the LDM before training (ldm inpainter only; cached per scene)."""
     dataset_update: DatasetUpdateConfig = field(default_factory=DatasetUpdateConfig)
     """Iterative dataset update: schedule and noise strengths."""
-    separate_inpainting_step: bool = False
-    """Reconstruction and inpainting as two NeRF steps per iteration (the spec's form) instead of one summed step."""
+    separate_inpainting_step: bool = True
+    """Reconstruction and inpainting as two NeRF steps per iteration (the spec's form); off: one summed step."""
 
 
 class MaldPipeline(VanillaPipeline):
