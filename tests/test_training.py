@@ -292,7 +292,7 @@ def test_separate_inpainting_step_renders_patches_after_the_reconstruction_step(
     def unchanged(grads, before):
         return all(torch.equal(g, b) for g, b in zip(grads, before))
 
-    assert touched(recon["grads"]["fields"]) and touched(recon["grads"]["proposal_networks"])
+    assert touched(recon["grads"]["fields"])
     assert touched(inpaint["grads"]["fields"]), "the inpainting step did not train the field"
     assert not touched(inpaint["grads"]["proposal_networks"]), "patch rays reached the proposal losses"
     # The discriminator's gradients are still those of the previous discriminator step.
