@@ -13,6 +13,7 @@ schedule="--pipeline.dataset-update.first-update-step 200 --pipeline.dataset-upd
 schedule="$schedule --pipeline.dataset-update.views-per-update 4"
 declare -A VARIANTS=(
   [nerfacto-masked]="nerfacto-masked-tiny"
+  [nerfacto-masked-pose-refinement]="nerfacto-masked-tiny --pipeline.model.camera-optimizer.mode SO3xR3"
   [summed-step-proposal-on-patches]="mald-nerf-tiny --pipeline.separate-inpainting-step False --pipeline.model.proposal-losses-on-patches True"
   [summed-step]="mald-nerf-tiny --pipeline.separate-inpainting-step False"
   [summed-step-warm-up]="mald-nerf-tiny --pipeline.separate-inpainting-step False --pipeline.dataset-update.warmup-steps 200 --pipeline.dataset-update.initial-strength 0.6 --pipeline.dataset-update.first-update-step 250"

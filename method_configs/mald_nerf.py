@@ -62,7 +62,7 @@ def mald_nerf_config() -> MaldTrainerConfig:
             model=MaldNerfModelConfig(
                 eval_num_rays_per_chunk=1 << 15,
                 average_init_density=0.01,
-                camera_optimizer=ObservedPixelsCameraOptimizerConfig(mode="SO3xR3"),
+                camera_optimizer=ObservedPixelsCameraOptimizerConfig(mode="off"),  # held-out views: decisions.md
             ),
             inpainter="ldm",
             dataset_update=DatasetUpdateConfig(update_every=200, views_per_update=4, first_update_step=2000),
