@@ -221,7 +221,8 @@ class MaldPipeline(VanillaPipeline):
         """
         ray_bundle, batch = self.datamanager.next_train(step)
         model = self.model
-        if not self.config.separate_inpainting_step or "patch_real" not in batch or not isinstance(model, MaldNerfModel):
+        separate = self.config.separate_inpainting_step and isinstance(model, MaldNerfModel)
+        if not separate or "patch_real" not in batch:
             outputs = self._model(ray_bundle)
             metrics_dict = model.get_metrics_dict(outputs, batch)
             yield "nerf", model.get_loss_dict(outputs, batch, metrics_dict), metrics_dict
