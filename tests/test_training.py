@@ -325,3 +325,35 @@ def test_proposal_losses_see_patch_rays_only_when_asked(demo_scene, tmp_path, on
     expected_interlevel = model.config.interlevel_loss_mult * interlevel_loss(weights, samples)
     assert torch.allclose(losses["interlevel_loss"], expected_interlevel)
     assert torch.allclose(metrics["distortion"], distortion_loss(weights, samples))
+
+
+def test_each_inpainting_pass_runs_inside_one_inpainter_session(demo_scene, tmp_path):
+    """The initial inpainting and a dataset update call the inpainter only inside one session each, so an LDM moves
+    to the GPU once per pass rather than once per view batch."""
+    import contextlib
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=2))
+    pipeline = trainer.pipeline
+    inpainter = pipeline.inpainter
+    events: List[str] = []
+    original_inpaint = inpainter.inpaint
+
+    @contextlib.contextmanager
+    def session():
+        events.append("enter")
+        yield
+        events.append("exit")
+
+    def inpaint(*args, **kwargs):
+        events.append("inpaint")
+        return original_inpaint(*args, **kwargs)
+
+    inpainter.session, inpainter.inpaint = session, inpaint
+    pipeline.prepare_training(trainer)
+    calls = events.count("inpaint")
+    assert calls >= 2 and events == ["enter"] + ["inpaint"] * calls + ["exit"]
+    events.clear()
+    updater = pipeline.updater
+    updater.update_steps.add(1)
+    assert updater.step(1)
+    assert events[0] == "enter" and events[-1] == "exit" and events.count("enter") == 1 and "inpaint" in events
