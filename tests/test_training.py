@@ -357,3 +357,52 @@ def test_each_inpainting_pass_runs_inside_one_inpainter_session(demo_scene, tmp_
     updater.update_steps.add(1)
     assert updater.step(1)
     assert events[0] == "enter" and events[-1] == "exit" and events.count("enter") == 1 and "inpaint" in events
+
+
+def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraining(
+    demo_scene, tiny_ldm_dir, tmp_path, monkeypatch
+):
+    """The run's LoRA adapter is kept in its checkpoints and copied into the run folder; a resume on a machine
+    without the LoRA cache loads it from the checkpoint instead of training it again."""
+    import shutil
+
+    from mald_nerfstudio.inpaint import lora
+
+    cache = tmp_path / "lora-cache"
+
+    def edit(config):
+        config.pipeline.inpainter = "ldm"
+        config.pipeline.ldm.model = str(tiny_ldm_dir)
+        config.pipeline.ldm.working_size = 32
+        config.pipeline.ldm.num_inference_steps = 2
+        config.pipeline.customization.enabled = True
+        config.pipeline.customization.steps = 2
+        config.pipeline.customization.resolution = 32
+        config.pipeline.customization.cache_dir = cache
+        config.pipeline.dataset_update.enabled = False
+        config.steps_per_save = 2
+
+    config = tiny_config(demo_scene, tmp_path / "out", steps=3, edit=edit)
+    trained = train(config)
+    run_adapter = Path(trained.base_dir) / "lora_adapter"
+    assert (run_adapter / lora.ADAPTER_WEIGHTS).is_file()
+    files = trained.pipeline.lora_adapter_files
+    assert set(files) >= {lora.ADAPTER_WEIGHTS, lora.ADAPTER_INFO}
+    checkpoint = sorted(config.get_checkpoint_dir().glob("*.ckpt"))[-1]
+    saved = torch.load(checkpoint, map_location="cpu")["pipeline"]["_extra_state"]["lora_adapter_files"]
+    assert all(torch.equal(saved[name], files[name]) for name in files)
+
+    shutil.rmtree(cache)  # another machine: no LoRA cache
+    trainings: List[int] = []
+    monkeypatch.setattr(lora.LoRACustomizer, "_train", lambda *a, **k: trainings.append(1))
+    config.load_dir, config.load_checkpoint = None, checkpoint
+    config.max_num_iterations = 4
+    config.set_timestamp()
+    resumed = setup_trainer(config)
+    resumed.pipeline.prepare_training(resumed)
+    assert not trainings, "the resume trained the LoRA adapter again"
+    inpainter = resumed.pipeline.inpainter
+    assert inpainter.config.scene_token and inpainter.config.scene_token in inpainter.prompt
+    assert inpainter.pipe.get_active_adapters(), "no LoRA adapter is active after the resume"
+    restored = Path(resumed.base_dir) / "lora_adapter" / lora.ADAPTER_WEIGHTS
+    assert restored.read_bytes() == (run_adapter / lora.ADAPTER_WEIGHTS).read_bytes()

@@ -547,6 +547,26 @@ def load_adapter(inpainter: LDMInpainter, adapter_dir: Union[str, Path], scale: 
     inpainter.load_lora(adapter_dir, scale=scale)
 
 
+def read_adapter_files(adapter_dir: Union[str, Path]) -> Dict[str, Tensor]:
+    """An adapter folder's files as uint8 tensors by name (to keep the adapter inside a checkpoint)."""
+    return {
+        path.name: torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).clone()
+        for path in sorted(Path(adapter_dir).iterdir())
+        if path.is_file()
+    }
+
+
+def write_adapter_files(adapter_dir: Union[str, Path], files: Dict[str, Tensor]) -> None:
+    """Write files read by :func:`read_adapter_files` into ``adapter_dir`` (each written to a temporary name and
+    renamed into place)."""
+    adapter_dir = Path(adapter_dir)
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        scratch = adapter_dir / f".{name}.tmp-{os.getpid()}"
+        scratch.write_bytes(data.cpu().numpy().tobytes())
+        scratch.replace(adapter_dir / name)
+
+
 # ---------------------------------------------------------------------- command line
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
