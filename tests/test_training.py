@@ -406,3 +406,22 @@ def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraini
     assert inpainter.pipe.get_active_adapters(), "no LoRA adapter is active after the resume"
     restored = Path(resumed.base_dir) / "lora_adapter" / lora.ADAPTER_WEIGHTS
     assert restored.read_bytes() == (run_adapter / lora.ADAPTER_WEIGHTS).read_bytes()
+
+
+def test_a_loaded_run_shows_its_update_count_and_strength_in_the_viewer(demo_scene, tmp_path):
+    """Loading a checkpoint (as ns-viewer and a resume do) sets the viewer's 'Dataset updates done' and 'Current
+    update strength' to the run's values instead of 0 and 1."""
+    def edit(config):
+        config.pipeline.dataset_update.first_update_step = 2
+        config.pipeline.dataset_update.update_every = 2
+        config.steps_per_save = 6
+
+    config = tiny_config(demo_scene, tmp_path, steps=7, edit=edit)
+    trained = train(config)
+    history = trained.pipeline.datamanager.update_history
+    assert len(history) >= 2
+    config.load_dir, config.load_checkpoint = None, sorted(config.get_checkpoint_dir().glob("*.ckpt"))[-1]
+    loaded = setup_trainer(config)
+    assert loaded.pipeline.viewer_update_count.value == len(history)
+    assert loaded.pipeline.viewer_strength.value == pytest.approx(history[-1][1])
+    assert history[-1][1] < 1.0

@@ -194,10 +194,21 @@ class MaldPipeline(VanillaPipeline):
         if isinstance(self._inpainter, LDMInpainter) and self.config.ldm.offload_to_cpu:
             self._inpainter.offload()
 
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        """nerfstudio's loading, then the viewer's update count and strength from the checkpoint (``ns-viewer`` on
+        a finished run shows the run's values, not 0 and 1)."""
+        super().load_pipeline(loaded_state, step)
+        self._show_update_numbers()
+
+    def _show_update_numbers(self) -> None:
+        state = self.datamanager.get_extra_state()
+        history = state.get("update_history") or []
+        self.viewer_update_count.value = int(state.get("num_updates", 0))
+        if history:
+            self.viewer_strength.value = float(history[-1][1])
+
     def _show_update(self, trainer: Any, views: List[int]) -> None:
-        self.viewer_update_count.value = int(self.datamanager.num_updates)
-        if self.updater is not None:
-            self.viewer_strength.value = float(self.updater.strength(max(self.datamanager.num_updates - 1, 0)))
+        self._show_update_numbers()
         viewer_state = getattr(trainer, "viewer_state", None)
         if viewer_state is not None:
             refresh_camera_thumbnails(viewer_state, self.datamanager.train_dataset, views)
