@@ -425,3 +425,23 @@ def test_a_loaded_run_shows_its_update_count_and_strength_in_the_viewer(demo_sce
     assert loaded.pipeline.viewer_update_count.value == len(history)
     assert loaded.pipeline.viewer_strength.value == pytest.approx(history[-1][1])
     assert history[-1][1] < 1.0
+
+
+def test_the_viewer_scene_is_set_up_before_the_preparation(demo_scene, tmp_path, monkeypatch):
+    """nerfstudio sets up the viewer's scene (training cameras) at the start of train(); the customisation and the
+    initial inpainting run after it, so the viewer is not empty while they run."""
+    from nerfstudio.engine.trainer import Trainer
+
+    order: List[str] = []
+    monkeypatch.setattr(Trainer, "_init_viewer_state", lambda self: order.append("viewer scene"))
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=1))
+    original = trainer.pipeline.prepare_training
+
+    def prepare(t):
+        order.append("preparation")
+        return original(t)
+
+    trainer.pipeline.prepare_training = prepare
+    trainer.train()
+    assert order == ["viewer scene", "preparation"]
+    assert trainer.pipeline.datamanager.initialized

@@ -138,7 +138,7 @@ class MaldPipeline(VanillaPipeline):
             self.datamanager,
             self.model,
             self.inpainter,
-            max_num_iterations=trainer.config.max_num_iterations,
+            max_num_iterations=getattr(trainer, "run_length", trainer.config.max_num_iterations),
             schedule_horizon=getattr(trainer, "schedule_horizon", None),
             batch_size=getattr(self.inpainter_config(), "batch_size", 1),
             on_update=lambda views: self._show_update(trainer, views),
