@@ -75,13 +75,12 @@ class MaldTrainer(Trainer):
         """Gradient scaler of the discriminator step (the NeRF step keeps nerfstudio's ``grad_scaler``)."""
         self.inpainting_scaler = type(self.grad_scaler)(enabled=self.grad_scaler.is_enabled())
         """Gradient scaler of the separate inpainting step, when the pipeline has one."""
+        self.run_length: int = config.max_num_iterations
+        """The run's total number of steps, counted from step 0 (also while resuming)."""
         self._resumed_rng: Optional[Dict[str, Any]] = None
 
     def train(self) -> None:
-        prepare = getattr(self.pipeline, "prepare_training", None)
-        if prepare is not None:
-            prepare(self)
-        total = self.config.max_num_iterations
+        total = self.run_length = self.config.max_num_iterations
         remaining = total - self._start_step
         if remaining <= 0:
             CONSOLE.print(
@@ -90,16 +89,26 @@ class MaldTrainer(Trainer):
                 "a larger --max-num-iterations to train longer."
             )
             return
-        if self._resumed_rng is not None:
-            # After the preparation, which consumes random numbers only in a fresh run.
-            restore_rng_state(self._resumed_rng)
-            self._resumed_rng = None
         # nerfstudio's loop runs max_num_iterations steps from the loaded step; ours ends at step total - 1.
         self.config.max_num_iterations = remaining
         try:
             super().train()
         finally:
             self.config.max_num_iterations = total
+
+    def _init_viewer_state(self) -> None:
+        """nerfstudio's viewer scene set-up (its first act in ``train``), then the pipeline's preparation, so the
+        viewer already shows the scene and its training cameras while the LDM is customised and the views are
+        inpainted."""
+        super()._init_viewer_state()
+        with self.train_lock:  # the viewer does not render while the preparation uses the model
+            prepare = getattr(self.pipeline, "prepare_training", None)
+            if prepare is not None:
+                prepare(self)
+            if self._resumed_rng is not None:
+                # After the preparation, which consumes random numbers only in a fresh run.
+                restore_rng_state(self._resumed_rng)
+                self._resumed_rng = None
 
     def _load_checkpoint(self) -> None:
         """nerfstudio's ``Trainer._load_checkpoint`` (copied), changed to skip a damaged newest checkpoint for the

@@ -307,3 +307,19 @@ def test_scene_token_is_inserted_in_prompt():
     assert build_prompt("a photo of a scene", "a photo of {token} scene", None) == "a photo of a scene"
     assert build_prompt("a photo of a scene", "a photo of {token} scene", "sks") == "a photo of sks scene"
     assert LDMInpainterConfig(scene_token="sks").setup(device="cpu").prompt == "a photo of sks scene"
+
+
+def test_a_session_moves_the_model_once_for_many_inpaint_calls(inpainter, monkeypatch):
+    """Inside session() the LDM goes to its device once and is offloaded once, however many views are inpainted;
+    an inpaint call outside a session still places and offloads the model itself."""
+    moves: List[str] = []
+    monkeypatch.setattr(inpainter, "to_device", lambda: moves.append("to_device"))
+    monkeypatch.setattr(inpainter, "offload", lambda: moves.append("offload"))
+    images, masks, _ = _scene(batch=1)
+    with inpainter.session():
+        for seed in range(3):
+            inpainter.inpaint(images, masks, seeds=[seed])
+    assert moves == ["to_device", "offload"]
+    moves.clear()
+    inpainter.inpaint(images, masks, seeds=[0])
+    assert moves == ["to_device", "offload"]

@@ -200,3 +200,40 @@ def test_adapter_in_config_is_loaded_with_its_scene_token(tiny_ldm_dir, trained)
     ldm = _inpainter(tiny_ldm_dir, lora_adapter=trained["adapter"])
     assert ldm.prompt == "a photo of sks scene"
     assert ldm.pipe.get_list_adapters() == {"unet": ["scene"], "text_encoder": ["scene"]}
+
+
+def test_cuda_grad_scaler_is_found_on_old_and_new_torch(monkeypatch):
+    """torch.amp.GradScaler("cuda") exists from torch 2.3 on; before, the scaler is torch.cuda.amp.GradScaler."""
+    from mald_nerfstudio.inpaint.lora import cuda_grad_scaler
+
+    assert isinstance(cuda_grad_scaler(enabled=False), torch.amp.GradScaler)
+    monkeypatch.delattr(torch.amp, "GradScaler")
+    old = cuda_grad_scaler(enabled=False)
+    assert isinstance(old, torch.cuda.amp.GradScaler) and not old.is_enabled()
+
+
+def _save_without_metadata(self, save_directory, unet_lora_layers=None, text_encoder_lora_layers=None,
+                           is_main_process=True, weight_name=None, save_function=None, safe_serialization=True):
+    """diffusers < 0.34's signature of save_lora_weights (no adapter metadata)."""
+    raise AssertionError("training should have been refused before saving")
+
+
+def test_adapter_metadata_is_passed_only_where_diffusers_accepts_it(tiny_ldm_dir, tmp_path, monkeypatch):
+    """diffusers < 0.34 has no adapter-metadata arguments: they are left out (alpha = rank loads the same adapter),
+    and an alpha that differs from the rank is refused before training instead of a TypeError after it."""
+    from diffusers import StableDiffusionInpaintPipeline
+    from peft import LoraConfig
+
+    from mald_nerfstudio.errors import MaldSetupError
+    from mald_nerfstudio.inpaint.lora import adapter_metadata_kwargs
+
+    lora = LoraConfig(r=4, lora_alpha=4.0, target_modules=["to_q"])
+    current = adapter_metadata_kwargs(StableDiffusionInpaintPipeline.save_lora_weights, lora, None)
+    assert current["unet_lora_adapter_metadata"]["r"] == 4 and current["text_encoder_lora_adapter_metadata"] is None
+    assert adapter_metadata_kwargs(_save_without_metadata, lora, None) == {}
+
+    monkeypatch.setattr(StableDiffusionInpaintPipeline, "save_lora_weights", _save_without_metadata)
+    ldm = _inpainter(tiny_ldm_dir)
+    images, masks = _toy_scene()
+    with pytest.raises(MaldSetupError, match="alpha"):
+        customize(ldm, images, masks, _config(tmp_path, steps=1, alpha=8.0), show_progress=False)

@@ -382,3 +382,25 @@ def test_observed_crops_never_contain_a_masked_pixel():
     crops = observed_crops([image], [mask], 16, 8, seed=3)
     assert crops.shape == (8, 3, 16, 16) and crops.max() == 0
     assert observed_crops([image], [torch.ones(60, 80, dtype=torch.bool)], 16, 8).shape[0] == 0
+
+
+def test_fid_and_kid_keep_precomputed_features_under_the_old_torchmetrics_cast(monkeypatch):
+    """torchmetrics < 1.4 casts FID/KID inputs with (x * 255).byte() whenever normalize=True, custom extractor or not;
+    here that rule is forced on the installed release, and the precomputed features must still reach the statistics
+    unchanged (the metrics are built with normalize=False): the same values as without the rule."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    real = _features_with_known_statistics()
+    fake = real * 0.5 + 0.25
+    expected = (frechet_distance(real, fake), kernel_distance(real, fake, subsets=5))
+    for cls in (FrechetInceptionDistance, KernelInceptionDistance):
+        original_init = cls.__init__
+
+        def old_rule(self, *args, _init=original_init, **kwargs):
+            _init(self, *args, **kwargs)
+            self.used_custom_model = False  # torchmetrics 1.2-1.3 did not look at it
+
+        monkeypatch.setattr(cls, "__init__", old_rule)
+    assert frechet_distance(real, fake) == pytest.approx(expected[0], rel=1e-9)
+    assert kernel_distance(real, fake, subsets=5) == pytest.approx(expected[1], rel=1e-9)

@@ -325,3 +325,123 @@ def test_proposal_losses_see_patch_rays_only_when_asked(demo_scene, tmp_path, on
     expected_interlevel = model.config.interlevel_loss_mult * interlevel_loss(weights, samples)
     assert torch.allclose(losses["interlevel_loss"], expected_interlevel)
     assert torch.allclose(metrics["distortion"], distortion_loss(weights, samples))
+
+
+def test_each_inpainting_pass_runs_inside_one_inpainter_session(demo_scene, tmp_path):
+    """The initial inpainting and a dataset update call the inpainter only inside one session each, so an LDM moves
+    to the GPU once per pass rather than once per view batch."""
+    import contextlib
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=2))
+    pipeline = trainer.pipeline
+    inpainter = pipeline.inpainter
+    events: List[str] = []
+    original_inpaint = inpainter.inpaint
+
+    @contextlib.contextmanager
+    def session():
+        events.append("enter")
+        yield
+        events.append("exit")
+
+    def inpaint(*args, **kwargs):
+        events.append("inpaint")
+        return original_inpaint(*args, **kwargs)
+
+    inpainter.session, inpainter.inpaint = session, inpaint
+    pipeline.prepare_training(trainer)
+    calls = events.count("inpaint")
+    assert calls >= 2 and events == ["enter"] + ["inpaint"] * calls + ["exit"]
+    events.clear()
+    updater = pipeline.updater
+    updater.update_steps.add(1)
+    assert updater.step(1)
+    assert events[0] == "enter" and events[-1] == "exit" and events.count("enter") == 1 and "inpaint" in events
+
+
+def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraining(
+    demo_scene, tiny_ldm_dir, tmp_path, monkeypatch
+):
+    """The run's LoRA adapter is kept in its checkpoints and copied into the run folder; a resume on a machine
+    without the LoRA cache loads it from the checkpoint instead of training it again."""
+    import shutil
+
+    from mald_nerfstudio.inpaint import lora
+
+    cache = tmp_path / "lora-cache"
+
+    def edit(config):
+        config.pipeline.inpainter = "ldm"
+        config.pipeline.ldm.model = str(tiny_ldm_dir)
+        config.pipeline.ldm.working_size = 32
+        config.pipeline.ldm.num_inference_steps = 2
+        config.pipeline.customization.enabled = True
+        config.pipeline.customization.steps = 2
+        config.pipeline.customization.resolution = 32
+        config.pipeline.customization.cache_dir = cache
+        config.pipeline.dataset_update.enabled = False
+        config.steps_per_save = 2
+
+    config = tiny_config(demo_scene, tmp_path / "out", steps=3, edit=edit)
+    trained = train(config)
+    run_adapter = Path(trained.base_dir) / "lora_adapter"
+    assert (run_adapter / lora.ADAPTER_WEIGHTS).is_file()
+    files = trained.pipeline.lora_adapter_files
+    assert set(files) >= {lora.ADAPTER_WEIGHTS, lora.ADAPTER_INFO}
+    checkpoint = sorted(config.get_checkpoint_dir().glob("*.ckpt"))[-1]
+    saved = torch.load(checkpoint, map_location="cpu")["pipeline"]["_extra_state"]["lora_adapter_files"]
+    assert all(torch.equal(saved[name], files[name]) for name in files)
+
+    shutil.rmtree(cache)  # another machine: no LoRA cache
+    trainings: List[int] = []
+    monkeypatch.setattr(lora.LoRACustomizer, "_train", lambda *a, **k: trainings.append(1))
+    config.load_dir, config.load_checkpoint = None, checkpoint
+    config.max_num_iterations = 4
+    config.set_timestamp()
+    resumed = setup_trainer(config)
+    resumed.pipeline.prepare_training(resumed)
+    assert not trainings, "the resume trained the LoRA adapter again"
+    inpainter = resumed.pipeline.inpainter
+    assert inpainter.config.scene_token and inpainter.config.scene_token in inpainter.prompt
+    assert inpainter.pipe.get_active_adapters(), "no LoRA adapter is active after the resume"
+    restored = Path(resumed.base_dir) / "lora_adapter" / lora.ADAPTER_WEIGHTS
+    assert restored.read_bytes() == (run_adapter / lora.ADAPTER_WEIGHTS).read_bytes()
+
+
+def test_a_loaded_run_shows_its_update_count_and_strength_in_the_viewer(demo_scene, tmp_path):
+    """Loading a checkpoint (as ns-viewer and a resume do) sets the viewer's 'Dataset updates done' and 'Current
+    update strength' to the run's values instead of 0 and 1."""
+    def edit(config):
+        config.pipeline.dataset_update.first_update_step = 2
+        config.pipeline.dataset_update.update_every = 2
+        config.steps_per_save = 6
+
+    config = tiny_config(demo_scene, tmp_path, steps=7, edit=edit)
+    trained = train(config)
+    history = trained.pipeline.datamanager.update_history
+    assert len(history) >= 2
+    config.load_dir, config.load_checkpoint = None, sorted(config.get_checkpoint_dir().glob("*.ckpt"))[-1]
+    loaded = setup_trainer(config)
+    assert loaded.pipeline.viewer_update_count.value == len(history)
+    assert loaded.pipeline.viewer_strength.value == pytest.approx(history[-1][1])
+    assert history[-1][1] < 1.0
+
+
+def test_the_viewer_scene_is_set_up_before_the_preparation(demo_scene, tmp_path, monkeypatch):
+    """nerfstudio sets up the viewer's scene (training cameras) at the start of train(); the customisation and the
+    initial inpainting run after it, so the viewer is not empty while they run."""
+    from nerfstudio.engine.trainer import Trainer
+
+    order: List[str] = []
+    monkeypatch.setattr(Trainer, "_init_viewer_state", lambda self: order.append("viewer scene"))
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=1))
+    original = trainer.pipeline.prepare_training
+
+    def prepare(t):
+        order.append("preparation")
+        return original(t)
+
+    trainer.pipeline.prepare_training = prepare
+    trainer.train()
+    assert order == ["viewer scene", "preparation"]
+    assert trainer.pipeline.datamanager.initialized

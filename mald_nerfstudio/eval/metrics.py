@@ -154,7 +154,9 @@ def masked_ssim(pred: Float[Tensor, "H W 3"], gt: Float[Tensor, "H W 3"], mask: 
 
 
 class _FeatureIdentity(nn.Module):
-    """Lets torchmetrics' FID/KID consume precomputed features (its custom-extractor path)."""
+    """Lets torchmetrics' FID/KID consume precomputed features (its custom-extractor path). The metrics are built
+    with ``normalize=False``: torchmetrics before 1.4 casts the inputs to bytes under ``normalize=True`` even for a
+    custom extractor."""
 
     def __init__(self, num_features: int) -> None:
         super().__init__()
@@ -172,7 +174,7 @@ def frechet_distance(real_features: Float[Tensor, "N D"], fake_features: Float[T
         raise MaldInputError(
             f"FID needs at least 2 samples per set, got {real_features.shape[0]} and {fake_features.shape[0]}"
         )
-    metric = FrechetInceptionDistance(feature=_FeatureIdentity(real_features.shape[1]), normalize=True)
+    metric = FrechetInceptionDistance(feature=_FeatureIdentity(real_features.shape[1]), normalize=False)
     metric.update(real_features.double().cpu(), real=True)
     metric.update(fake_features.double().cpu(), real=False)
     return float(metric.compute())
@@ -197,7 +199,7 @@ def kernel_distance(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         metric = KernelInceptionDistance(
-            feature=_FeatureIdentity(real_features.shape[1]), subsets=subsets, subset_size=size, normalize=True
+            feature=_FeatureIdentity(real_features.shape[1]), subsets=subsets, subset_size=size, normalize=False
         )
     metric.update(real_features.double().cpu(), real=True)
     metric.update(fake_features.double().cpu(), real=False)

@@ -13,8 +13,10 @@ mask: the composite is done here, once, for all inpainters.
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Type
+from typing import Iterator, Optional, Sequence, Type
 
 import torch
 from jaxtyping import Bool, Float
@@ -41,6 +43,12 @@ class Inpainter:
     def __init__(self, config: InpainterConfig, device: str | torch.device = "cpu", **kwargs) -> None:
         self.config = config
         self.device = torch.device(device)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep the inpainter ready on its device for several :meth:`inpaint` calls (one pass over the views); an
+        inpainter with nothing to place does nothing."""
+        yield
 
     def _fill(
         self,

@@ -15,13 +15,14 @@ in the local hub cache only; the hub is contacted only when the model is not cac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import torch
 from torch import Tensor
@@ -228,6 +229,7 @@ class LDMInpainter(Inpainter):
             raise MaldInputError("ldm.batch_size and ldm.num_inference_steps must be at least 1")
         self._folder: Optional[Path] = None
         self._pipe: Optional["StableDiffusionInpaintPipeline"] = None
+        self._session_depth = 0
 
     # ------------------------------------------------------------------ loading
     def check_available(self) -> Path:
@@ -328,6 +330,20 @@ class LDMInpainter(Inpainter):
         for module in (pipe.unet, pipe.vae, pipe.text_encoder):
             module.to(self.device)
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """The model on its device for the whole block (one pass over the views), offloaded once at its end when
+        ``offload_to_cpu``; nested sessions and the :meth:`inpaint` calls inside keep it there."""
+        if self._session_depth == 0:
+            self.to_device()
+        self._session_depth += 1
+        try:
+            yield
+        finally:
+            self._session_depth -= 1
+            if self._session_depth == 0 and self.config.offload_to_cpu:
+                self.offload()
+
     def offload(self) -> None:
         """Move the model to CPU memory and release cached GPU memory (no-op when not loaded or on CPU)."""
         if self._pipe is None or self.device.type == "cpu":
@@ -398,8 +414,7 @@ class LDMInpainter(Inpainter):
                 groups[plan.size].append(index)
         if not groups:
             return out
-        self.to_device()
-        try:
+        with self.session():
             positive, negative = self.encode_prompts()
             for indices in groups.values():
                 for first in range(0, len(indices), self.config.batch_size):
@@ -407,9 +422,6 @@ class LDMInpainter(Inpainter):
                     filled = self._fill_chunk(images, masks, init, strength, seeds, plans, chunk, positive, negative)
                     for row, index in enumerate(chunk):
                         out[index] = paste_back(out[index], filled[row].to(out.device), plans[index])
-        finally:
-            if self.config.offload_to_cpu:
-                self.offload()
         return out
 
     def _fill_chunk(

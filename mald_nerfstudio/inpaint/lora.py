@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -236,6 +237,30 @@ def _base_model_name(model: Union[LDMInpainter, "StableDiffusionInpaintPipeline"
     return str(name)
 
 
+def cuda_grad_scaler(enabled: bool) -> Any:
+    """A CUDA gradient scaler: ``torch.amp.GradScaler("cuda")`` where torch has it (2.3+), else the older
+    ``torch.cuda.amp.GradScaler``."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
+def saves_adapter_metadata(save_lora_weights: Callable) -> bool:
+    """Whether diffusers' ``save_lora_weights`` stores the LoRA configs (diffusers 0.34+)."""
+    return "unet_lora_adapter_metadata" in inspect.signature(save_lora_weights).parameters
+
+
+def adapter_metadata_kwargs(save_lora_weights: Callable, unet_lora: Any, text_lora: Any) -> Dict[str, Any]:
+    """The LoRA configs as ``save_lora_weights`` keyword arguments where it accepts them; older releases infer the
+    rank from the weights on loading and take alpha = rank (training refuses other alphas there)."""
+    if not saves_adapter_metadata(save_lora_weights):
+        return {}
+    return {
+        "unet_lora_adapter_metadata": unet_lora.to_dict(),
+        "text_encoder_lora_adapter_metadata": text_lora.to_dict() if text_lora is not None else None,
+    }
+
+
 class LoRACustomizer:
     """Trains (or reuses from the cache) the per-scene LoRA adapter."""
 
@@ -316,6 +341,15 @@ class LoRACustomizer:
         from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 
         c = self.config
+        if c.alpha != c.rank and not saves_adapter_metadata(pipe.save_lora_weights):
+            import diffusers
+
+            raise MaldSetupError(
+                f"LoRA alpha {c.alpha} differs from the rank {c.rank}, and diffusers {diffusers.__version__} cannot "
+                "save an adapter's alpha (save_lora_weights has no adapter metadata before diffusers 0.34): the saved "
+                "adapter would load with alpha = rank. Upgrade diffusers (pip install 'diffusers>=0.34') or set "
+                "--pipeline.customization.alpha to the rank."
+            )
         unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
         device = unet.device
         factor = vae_scale_factor(vae)
@@ -362,7 +396,7 @@ class LoRACustomizer:
         ).input_ids.to(device)
         mixed = device.type == "cuda" and unet.dtype != torch.float32  # fp16 base weights, fp32 LoRA weights
         autocast = torch.autocast("cuda", dtype=unet.dtype, enabled=mixed)
-        scaler = torch.amp.GradScaler("cuda", enabled=mixed and unet.dtype == torch.float16)
+        scaler = cuda_grad_scaler(enabled=mixed and unet.dtype == torch.float16)
         last_loss = math.nan
         try:
             with _progress(show_progress, c.steps) as advance:
@@ -434,9 +468,8 @@ class LoRACustomizer:
             str(scratch),
             unet_lora_layers=unet_layers,
             text_encoder_lora_layers=text_layers,
-            unet_lora_adapter_metadata=unet_lora.to_dict(),
-            text_encoder_lora_adapter_metadata=text_lora.to_dict() if text_lora is not None else None,
             safe_serialization=True,
+            **adapter_metadata_kwargs(pipe.save_lora_weights, unet_lora, text_lora),
         )
         info = {
             "recipe": RECIPE_VERSION,
@@ -512,6 +545,26 @@ def load_adapter(inpainter: LDMInpainter, adapter_dir: Union[str, Path], scale: 
         inpainter.config.scene_token = info["scene_token"]
         inpainter.config.scene_prompt = info["scene_prompt"]
     inpainter.load_lora(adapter_dir, scale=scale)
+
+
+def read_adapter_files(adapter_dir: Union[str, Path]) -> Dict[str, Tensor]:
+    """An adapter folder's files as uint8 tensors by name (to keep the adapter inside a checkpoint)."""
+    return {
+        path.name: torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).clone()
+        for path in sorted(Path(adapter_dir).iterdir())
+        if path.is_file()
+    }
+
+
+def write_adapter_files(adapter_dir: Union[str, Path], files: Dict[str, Tensor]) -> None:
+    """Write files read by :func:`read_adapter_files` into ``adapter_dir`` (each written to a temporary name and
+    renamed into place)."""
+    adapter_dir = Path(adapter_dir)
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        scratch = adapter_dir / f".{name}.tmp-{os.getpid()}"
+        scratch.write_bytes(data.cpu().numpy().tobytes())
+        scratch.replace(adapter_dir / name)
 
 
 # ---------------------------------------------------------------------- command line

@@ -155,22 +155,24 @@ class DatasetUpdater:
             TimeElapsedColumn(),
         ) as progress:
             task = progress.add_task("[green]Inpainting training views", total=len(views))
-            for start in range(0, len(views), self.batch_size):
-                chunk = views[start : start + self.batch_size]
-                originals, current, masks = self.datamanager.view_images(chunk)
-                init = None
-                if from_render and strength < 1.0:
-                    init = render_mask_regions(
-                        self.model, self.datamanager.train_ray_generator, chunk, current, masks
-                    )
-                filled = self.inpainter.inpaint(
-                    originals, masks, init=init, strength=strength, seeds=view_seeds(self.config.seed, -1, chunk)
-                )
-                self.datamanager.set_inpainted(chunk, filled)
-                progress.advance(task, len(chunk))
+            with self.inpainter.session():  # the LDM moves to the GPU once for the whole pass
+                self._initial_pass(views, strength, from_render, progress, task)
         self.datamanager.initialized = True
         if self.on_update is not None:
             self.on_update(views)
+
+    def _initial_pass(self, views: List[int], strength: float, from_render: bool, progress: Progress, task) -> None:
+        for start in range(0, len(views), self.batch_size):
+            chunk = views[start : start + self.batch_size]
+            originals, current, masks = self.datamanager.view_images(chunk)
+            init = None
+            if from_render and strength < 1.0:
+                init = render_mask_regions(self.model, self.datamanager.train_ray_generator, chunk, current, masks)
+            filled = self.inpainter.inpaint(
+                originals, masks, init=init, strength=strength, seeds=view_seeds(self.config.seed, -1, chunk)
+            )
+            self.datamanager.set_inpainted(chunk, filled)
+            progress.advance(task, len(chunk))
 
     def strength(self, update_index: int) -> float:
         """Partial-denoising strength of update ``update_index``."""
@@ -201,14 +203,15 @@ class DatasetUpdater:
         if not views:
             return False
         strength = self.strength(k)
-        for start in range(0, len(views), self.batch_size):
-            chunk = views[start : start + self.batch_size]
-            originals, current, masks = self.datamanager.view_images(chunk)
-            renders = render_mask_regions(self.model, self.datamanager.train_ray_generator, chunk, current, masks)
-            filled = self.inpainter.inpaint(
-                originals, masks, init=renders, strength=strength, seeds=view_seeds(self.config.seed, k, chunk)
-            )
-            self.datamanager.set_inpainted(chunk, filled)
+        with self.inpainter.session():
+            for start in range(0, len(views), self.batch_size):
+                chunk = views[start : start + self.batch_size]
+                originals, current, masks = self.datamanager.view_images(chunk)
+                renders = render_mask_regions(self.model, self.datamanager.train_ray_generator, chunk, current, masks)
+                filled = self.inpainter.inpaint(
+                    originals, masks, init=renders, strength=strength, seeds=view_seeds(self.config.seed, k, chunk)
+                )
+                self.datamanager.set_inpainted(chunk, filled)
         self.datamanager.record_update(step, strength)
         writer.put_scalar("Dataset update/strength", strength, step)
         writer.put_scalar("Dataset update/count", k + 1, step)

@@ -30,7 +30,13 @@ from mald_nerfstudio.eval.evaluate import evaluate_views, evaluate_without_groun
 from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
 from mald_nerfstudio.inpaint.exemplar import ExemplarInpainterConfig
 from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig
-from mald_nerfstudio.inpaint.lora import LoRACustomizationConfig, customize, load_adapter
+from mald_nerfstudio.inpaint.lora import (
+    LoRACustomizationConfig,
+    customize,
+    load_adapter,
+    read_adapter_files,
+    write_adapter_files,
+)
 from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
 from mald_nerfstudio.model.mald_model import MaldNerfModel, MaldNerfModelConfig
 from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, DatasetUpdater
@@ -81,6 +87,9 @@ class MaldPipeline(VanillaPipeline):
         super().__init__(config, device, test_mode, *args, **kwargs)  # type: ignore[arg-type]
         self._inpainter: Optional[Inpainter] = None
         self.updater: Optional[DatasetUpdater] = None
+        self.lora_adapter_files: Dict[str, torch.Tensor] = {}
+        """The files of the scene's LoRA adapter (bytes as uint8 tensors), kept in every checkpoint so a resume
+        loads the same adapter without the cache and without training it again."""
         self.viewer_update_count = ViewerNumber("Dataset updates done", 0, disabled=True)
         self.viewer_strength = ViewerNumber("Current update strength", 1.0, disabled=True)
         if test_mode == "val":
@@ -117,13 +126,19 @@ class MaldPipeline(VanillaPipeline):
             and self.config.customization.enabled
             and self.config.ldm.lora_adapter is None  # a given adapter is used as it is
         ):
-            self.customize_ldm()
+            run_adapter = Path(trainer.base_dir) / "lora_adapter"
+            if self.lora_adapter_files:
+                write_adapter_files(run_adapter, self.lora_adapter_files)
+                load_adapter(self.inpainter, run_adapter)
+                CONSOLE.print(f"LoRA adapter restored from the checkpoint into {run_adapter} (not trained again).")
+            else:
+                self.customize_ldm(run_adapter)
         self.updater = DatasetUpdater(
             self.config.dataset_update,
             self.datamanager,
             self.model,
             self.inpainter,
-            max_num_iterations=trainer.config.max_num_iterations,
+            max_num_iterations=getattr(trainer, "run_length", trainer.config.max_num_iterations),
             schedule_horizon=getattr(trainer, "schedule_horizon", None),
             batch_size=getattr(self.inpainter_config(), "batch_size", 1),
             on_update=lambda views: self._show_update(trainer, views),
@@ -149,8 +164,9 @@ class MaldPipeline(VanillaPipeline):
                 f"{self.updater.strength(self.updater.last_index):.2f}."
             )
 
-    def customize_ldm(self) -> None:
-        """LoRA-customise the LDM on this scene's training views (a cache hit on a second run or a resume)."""
+    def customize_ldm(self, run_adapter: Optional[Path] = None) -> None:
+        """LoRA-customise the LDM on this scene's training views (a cache hit on a second run), load the adapter and
+        keep its files for the checkpoints (and a copy in ``run_adapter``, the run's record of it)."""
         assert isinstance(self.inpainter, LDMInpainter)
         assert self.datamanager.originals is not None and self.datamanager.masks is not None
         images = self.datamanager.originals.float() / 255.0
@@ -161,16 +177,38 @@ class MaldPipeline(VanillaPipeline):
 
         adapter = customize(self.inpainter, images, self.datamanager.masks, self.config.customization, on_loss=log_loss)
         load_adapter(self.inpainter, adapter)
-        CONSOLE.print(f"LDM customised to the scene with LoRA adapter {adapter}")
+        self.lora_adapter_files = read_adapter_files(adapter)
+        if run_adapter is not None:
+            write_adapter_files(run_adapter, self.lora_adapter_files)
+        CONSOLE.print(f"LDM customised to the scene with LoRA adapter {adapter} (copied to {run_adapter})")
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        """The LoRA adapter's files, when the run customised the LDM."""
+        return {"lora_adapter_files": dict(self.lora_adapter_files)} if self.lora_adapter_files else {}
+
+    def set_extra_state(self, state: Any) -> None:
+        if isinstance(state, dict) and state.get("lora_adapter_files"):
+            self.lora_adapter_files = dict(state["lora_adapter_files"])
 
     def _release_inpainter(self) -> None:
         if isinstance(self._inpainter, LDMInpainter) and self.config.ldm.offload_to_cpu:
             self._inpainter.offload()
 
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        """nerfstudio's loading, then the viewer's update count and strength from the checkpoint (``ns-viewer`` on
+        a finished run shows the run's values, not 0 and 1)."""
+        super().load_pipeline(loaded_state, step)
+        self._show_update_numbers()
+
+    def _show_update_numbers(self) -> None:
+        state = self.datamanager.get_extra_state()
+        history = state.get("update_history") or []
+        self.viewer_update_count.value = int(state.get("num_updates", 0))
+        if history:
+            self.viewer_strength.value = float(history[-1][1])
+
     def _show_update(self, trainer: Any, views: List[int]) -> None:
-        self.viewer_update_count.value = int(self.datamanager.num_updates)
-        if self.updater is not None:
-            self.viewer_strength.value = float(self.updater.strength(max(self.datamanager.num_updates - 1, 0)))
+        self._show_update_numbers()
         viewer_state = getattr(trainer, "viewer_state", None)
         if viewer_state is not None:
             refresh_camera_thumbnails(viewer_state, self.datamanager.train_dataset, views)
