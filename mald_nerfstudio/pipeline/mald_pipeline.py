@@ -155,7 +155,6 @@ class MaldPipeline(VanillaPipeline):
             )
         else:
             self.updater.initial_inpainting()
-        self._release_inpainter()
         steps = sorted(self.updater.update_steps)
         if steps:
             CONSOLE.print(
@@ -190,10 +189,6 @@ class MaldPipeline(VanillaPipeline):
         if isinstance(state, dict) and state.get("lora_adapter_files"):
             self.lora_adapter_files = dict(state["lora_adapter_files"])
 
-    def _release_inpainter(self) -> None:
-        if isinstance(self._inpainter, LDMInpainter) and self.config.ldm.offload_to_cpu:
-            self._inpainter.offload()
-
     def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
         """nerfstudio's loading, then the viewer's update count and strength from the checkpoint (``ns-viewer`` on
         a finished run shows the run's values, not 0 and 1)."""
@@ -214,8 +209,8 @@ class MaldPipeline(VanillaPipeline):
             refresh_camera_thumbnails(viewer_state, self.datamanager.train_dataset, views)
 
     def _dataset_update_callback(self, step: int) -> None:
-        if self.updater is not None and self.updater.step(step):
-            self._release_inpainter()
+        if self.updater is not None:
+            self.updater.step(step)  # each pass offloads the LDM at its end (Inpainter.session)
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         callbacks = super().get_training_callbacks(training_callback_attributes)
