@@ -19,6 +19,7 @@ The standalone command ``mald-nerf-customize --images DIR --masks DIR`` does the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -316,13 +317,8 @@ class LoRACustomizer:
             return target
         inpainter = model if isinstance(model, LDMInpainter) else None
         pipe = inpainter.load() if inpainter is not None else model
-        if inpainter is not None:
-            inpainter.to_device()
-        try:
+        with inpainter.session() if inpainter is not None else contextlib.nullcontext():
             self._train(pipe, images, object_masks, target, on_loss, show_progress)
-        finally:
-            if inpainter is not None and inpainter.config.offload_to_cpu:
-                inpainter.offload()
         return target
 
     # ------------------------------------------------------------------ training
