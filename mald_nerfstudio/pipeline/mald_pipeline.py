@@ -163,7 +163,7 @@ class MaldPipeline(VanillaPipeline):
                 f"{self.updater.strength(self.updater.last_index):.2f}."
             )
 
-    def customize_ldm(self, run_adapter: Optional[Path] = None) -> None:
+    def customize_ldm(self, run_adapter: Path) -> None:
         """LoRA-customise the LDM on this scene's training views (a cache hit on a second run), load the adapter and
         keep its files for the checkpoints (and a copy in ``run_adapter``, the run's record of it)."""
         assert isinstance(self.inpainter, LDMInpainter)
@@ -177,8 +177,7 @@ class MaldPipeline(VanillaPipeline):
         adapter = customize(self.inpainter, images, self.datamanager.masks, self.config.customization, on_loss=log_loss)
         load_adapter(self.inpainter, adapter)
         self.lora_adapter_files = read_adapter_files(adapter)
-        if run_adapter is not None:
-            write_adapter_files(run_adapter, self.lora_adapter_files)
+        write_adapter_files(run_adapter, self.lora_adapter_files)
         CONSOLE.print(f"LDM customised to the scene with LoRA adapter {adapter} (copied to {run_adapter})")
 
     def get_extra_state(self) -> Dict[str, Any]:
@@ -196,9 +195,8 @@ class MaldPipeline(VanillaPipeline):
         self._show_update_numbers()
 
     def _show_update_numbers(self) -> None:
-        state = self.datamanager.get_extra_state()
-        history = state.get("update_history") or []
-        self.viewer_update_count.value = int(state.get("num_updates", 0))
+        history = self.datamanager.update_history
+        self.viewer_update_count.value = int(self.datamanager.num_updates)
         if history:
             self.viewer_strength.value = float(history[-1][1])
 
