@@ -17,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 from statistics import mean
+from typing import Optional
 
 import torch
 
@@ -29,10 +30,17 @@ from nerfstudio.models.nerfacto import NerfactoModelConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
 
-def build_trainers(data: Path, out: Path, which: str, device: str):
-    """(mald-nerf trainer, nerfacto trainer) with matching field config and rays per step."""
+def build_trainers(data: Path, out: Path, which: str, device: str, downscale_factor: Optional[int] = None,
+                   rays: Optional[int] = None, patches: Optional[int] = None):
+    """(mald-nerf trainer, nerfacto trainer, rays per step) with matching field config and rays per step; ``rays``
+    and ``patches`` replace the method's observed rays and mask patches per step."""
     mald = mald_nerf_tiny_config() if which == "mald-nerf-tiny" else mald_nerf_config()
     mald.pipeline.datamanager.data = data
+    mald.pipeline.datamanager.dataparser.downscale_factor = downscale_factor
+    if rays is not None:
+        mald.pipeline.datamanager.train_num_rays_per_batch = rays
+    if patches is not None:
+        mald.pipeline.datamanager.num_inpaint_patches = patches
     mald.pipeline.inpainter = "telea"  # the initial inpainting is not part of a step
     mald.machine.device_type = device
     mald.vis, mald.output_dir = "tensorboard", out
