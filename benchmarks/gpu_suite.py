@@ -43,7 +43,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import torch
 
 from mald_nerfstudio.data.demo_scene import DemoSceneConfig, generate_demo_scene
-from mald_nerfstudio.inpaint.lora import customize
+from mald_nerfstudio.inpaint.ldm import LDMInpainterConfig
+from mald_nerfstudio.inpaint.lora.training import customize
 from mald_nerfstudio.pipeline.dataset_update import DatasetUpdater, scheduled_update_steps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # step_time_ratio beside this file
@@ -98,7 +99,8 @@ class PeakMemory:
         self.source = "peak resident set (VmHWM after clear_refs)" if reset else "unavailable"
         yield self
         hwm = _proc_status_kb("VmHWM")
-        self.peak_gb = hwm / 2**20 if (hwm is not None and reset) else None
+        # The kernel's resident-set counters lag by a few pages per thread: never report a peak below the start.
+        self.peak_gb = max(hwm / 2**20, self.before_gb or 0.0) if (hwm is not None and reset) else None
 
     def as_dict(self) -> Dict[str, Any]:
         added = None if self.peak_gb is None or self.before_gb is None else self.peak_gb - self.before_gb
@@ -135,6 +137,7 @@ class SuiteSettings:
     patches: Optional[int] = None
     ldm_batch_size: Optional[int] = None
     lora_batch_size: Optional[int] = None
+    eval_chunk: Optional[int] = None
     command: str = ""
     notes: List[str] = field(default_factory=list)
 
@@ -179,7 +182,7 @@ def _step_memory(settings: SuiteSettings, mald, step: int) -> Dict[str, Any]:
 
 
 def _ldm_inpainter(settings: SuiteSettings, mald):
-    config = dataclasses.replace(mald.pipeline.config.ldm, model=str(settings.ldm), lora_adapter=None)
+    config = LDMInpainterConfig(model=str(settings.ldm))  # mald-nerf's inpainter with these weights
     if settings.working_size is not None:
         config.working_size = settings.working_size
     if settings.num_inference_steps is not None:
@@ -197,8 +200,7 @@ def _inpainting(settings: SuiteSettings, mald, inpainter) -> Dict[str, Any]:
     inpainter.load()
     load_s = time.perf_counter() - start
     updater = DatasetUpdater(update_config, datamanager, pipeline.model, inpainter,
-                             max_num_iterations=mald.config.max_num_iterations,
-                             batch_size=inpainter.config.batch_size)
+                             max_num_iterations=mald.config.max_num_iterations)
     views = len(datamanager.views_with_masks())
     initial_memory = PeakMemory(settings.device)
     with initial_memory.measure():
@@ -210,7 +212,7 @@ def _inpainting(settings: SuiteSettings, mald, inpainter) -> Dict[str, Any]:
     update_memory = PeakMemory(settings.device)
     with update_memory.measure():
         start = time.perf_counter()
-        assert updater.step(update_step)
+        assert updater.step(update_step), "no dataset update ran"
         _sync(settings.device)
         update_s = time.perf_counter() - start
     return {
@@ -307,8 +309,10 @@ def run_suite(settings: SuiteSettings) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         scene = _scene(settings, Path(scratch) / "scene")
         mald, nerfacto, rays = build_trainers(scene, Path(scratch) / "runs", settings.config, settings.device,
-                                              downscale_factor=1, rays=settings.rays, patches=settings.patches)
+                                              downscale_factor=1, rays=settings.rays, patches=settings.patches,
+                                              eval_chunk=settings.eval_chunk)
         results["rays_per_step"] = rays
+        results["render_chunk_rays"] = mald.pipeline.model.config.eval_num_rays_per_chunk
         print(f"[gpu-suite] training steps: {settings.config} vs nerfacto, {rays} rays per step")
         results["training"] = _training_steps(settings, mald, nerfacto)
         del nerfacto
@@ -344,7 +348,8 @@ def markdown(results: Dict[str, Any]) -> str:
         f"# mald-nerf GPU suite: {results['device_name']} ({results['device']})",
         "",
         f"torch {results['torch']}, field hash grid: {results['field_backend']}, method `{results['config']}`, "
-        f"{results['rays_per_step']} rays per step, images {results['image_size'][0]}x{results['image_size'][1]}, "
+        f"{results['rays_per_step']} rays per step, renders in chunks of {results['render_chunk_rays']} rays, "
+        f"images {results['image_size'][0]}x{results['image_size'][1]}, "
         f"LDM `{results['ldm']}` ({i['dtype']}, working size {i['working_size']}, batch {i['batch_size']}, "
         f"guidance {i['guidance_scale']}). Memory: {t['step_memory']['source']}.",
         "",
@@ -398,6 +403,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--patches", type=int, default=None, help="mask patches per step; default: the method's")
     parser.add_argument("--ldm-batch-size", type=int, default=None, help="views per LDM call; default: 4")
     parser.add_argument("--lora-batch-size", type=int, default=None, help="LoRA crops per step; default: 2")
+    parser.add_argument("--eval-chunk", type=int, default=None,
+                        help="rays per rendering chunk of the updates' renders; default: the method's (32768)")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report")
     args = parser.parse_args(argv)
     if args.device == "cpu" and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()) and argv is None:
@@ -410,7 +417,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         lora_steps=args.lora_steps, lora_resolution=args.lora_resolution, working_size=args.working_size,
         num_inference_steps=args.num_inference_steps, scene_views=args.scene_views, scene_steps=args.scene_steps,
         rays=args.rays, patches=args.patches, ldm_batch_size=args.ldm_batch_size,
-        lora_batch_size=args.lora_batch_size, notes=args.note,
+        lora_batch_size=args.lora_batch_size, eval_chunk=args.eval_chunk, notes=args.note,
         command="python benchmarks/gpu_suite.py " + " ".join(sys.argv[1:] if argv is None else argv),
     )
     results = run_suite(settings)

@@ -7,8 +7,9 @@ load affects both alike, and the script prints the mean seconds per step of each
 
     python benchmarks/step_time_ratio.py --data demo-scene/ [--steps 40] [--config mald-nerf-tiny]
 
-nerfacto's model builds torchmetrics' LPIPS at construction, which downloads AlexNet; this script builds it
-with that metric stubbed out (it is an evaluation metric and plays no part in a training step).
+The nerfacto side is nerfstudio's VanillaPipeline, VanillaDataManager and Trainer with our model class with the
+discriminator off: nerfacto's field, sampler and losses, built without the LPIPS metric whose torchmetrics class
+downloads AlexNet at construction (an evaluation metric that plays no part in a training step).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Optional
 
 import torch
 
+from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
 from mald_nerfstudio.method_configs.mald_nerf import mald_nerf_config, mald_nerf_tiny_config
-from mald_nerfstudio.model.mald_model import _nerfacto_without_lpips_download
+from mald_nerfstudio.model.mald_model import MaldNerfModelConfig
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.engine.trainer import TrainerConfig
@@ -31,9 +33,10 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
 
 def build_trainers(data: Path, out: Path, which: str, device: str, downscale_factor: Optional[int] = None,
-                   rays: Optional[int] = None, patches: Optional[int] = None):
+                   rays: Optional[int] = None, patches: Optional[int] = None, eval_chunk: Optional[int] = None):
     """(mald-nerf trainer, nerfacto trainer, rays per step) with matching field config and rays per step; ``rays``
-    and ``patches`` replace the method's observed rays and mask patches per step."""
+    and ``patches`` replace the method's observed rays and mask patches per step, ``eval_chunk`` its rays per
+    rendering chunk (the dataset update's renders)."""
     mald = mald_nerf_tiny_config() if which == "mald-nerf-tiny" else mald_nerf_config()
     mald.pipeline.datamanager.data = data
     mald.pipeline.datamanager.dataparser.downscale_factor = downscale_factor
@@ -41,7 +44,9 @@ def build_trainers(data: Path, out: Path, which: str, device: str, downscale_fac
         mald.pipeline.datamanager.train_num_rays_per_batch = rays
     if patches is not None:
         mald.pipeline.datamanager.num_inpaint_patches = patches
-    mald.pipeline.inpainter = "telea"  # the initial inpainting is not part of a step
+    if eval_chunk is not None:
+        mald.pipeline.model.eval_num_rays_per_chunk = eval_chunk
+    mald.pipeline.inpainter = TeleaInpainterConfig()  # the initial inpainting is not part of a step
     mald.machine.device_type = device
     mald.vis, mald.output_dir = "tensorboard", out
     manager = mald.pipeline.datamanager
@@ -59,7 +64,7 @@ def build_trainers(data: Path, out: Path, which: str, device: str, downscale_fac
             datamanager=VanillaDataManagerConfig(
                 dataparser=mald.pipeline.datamanager.dataparser, data=data, train_num_rays_per_batch=rays
             ),
-            model=NerfactoModelConfig(**field_options),
+            model=MaldNerfModelConfig(**field_options, use_adversarial=False),
         ),
         optimizers={k: v for k, v in mald.optimizers.items() if k != "discriminator"},
         vis="tensorboard",
@@ -69,9 +74,8 @@ def build_trainers(data: Path, out: Path, which: str, device: str, downscale_fac
     trainers = []
     for config in (mald, nerfacto):
         config.set_timestamp()
-        with _nerfacto_without_lpips_download():
-            trainer = config.setup(local_rank=0, world_size=1)
-            trainer.setup()
+        trainer = config.setup(local_rank=0, world_size=1)
+        trainer.setup()
         trainers.append(trainer)
     trainers[0].pipeline.prepare_training(trainers[0])
     return trainers[0], trainers[1], rays

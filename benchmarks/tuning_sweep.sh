@@ -17,13 +17,13 @@ declare -A VARIANTS=(
   [summed-step-proposal-on-patches]="mald-nerf-tiny --pipeline.separate-inpainting-step False --pipeline.model.proposal-losses-on-patches True"
   [summed-step]="mald-nerf-tiny --pipeline.separate-inpainting-step False"
   [summed-step-warm-up]="mald-nerf-tiny --pipeline.separate-inpainting-step False --pipeline.dataset-update.warmup-steps 200 --pipeline.dataset-update.initial-strength 0.6 --pipeline.dataset-update.first-update-step 250"
-  [summed-step-context-margin-tight]="mald-nerf-tiny --pipeline.separate-inpainting-step False --pipeline.exemplar.context-margin 0.25 0.75"
+  [summed-step-context-margin-tight]="mald-nerf-tiny --pipeline.separate-inpainting-step False pipeline.inpainter:exemplar --pipeline.inpainter.context-margin 0.25 0.75"
   [default]="mald-nerf-tiny"
   [pose-refinement]="mald-nerf-tiny --pipeline.model.camera-optimizer.mode SO3xR3"
   [adv-weights-half]="mald-nerf-tiny --pipeline.model.adversarial-loss.lambda-adv 0.001 --pipeline.model.adversarial-loss.lambda-fm 0.01"
   [adv-weights-double]="mald-nerf-tiny --pipeline.model.adversarial-loss.lambda-adv 0.004 --pipeline.model.adversarial-loss.lambda-fm 0.04"
   [discriminator-lr-5e-4]="mald-nerf-tiny --optimizers.discriminator.optimizer.lr 5e-4"
-  [context-margin-tight]="mald-nerf-tiny --pipeline.exemplar.context-margin 0.25 0.75"
+  [context-margin-tight]="mald-nerf-tiny pipeline.inpainter:exemplar --pipeline.inpainter.context-margin 0.25 0.75"
   [warm-up]="mald-nerf-tiny --pipeline.dataset-update.warmup-steps 200 --pipeline.dataset-update.initial-strength 0.6 --pipeline.dataset-update.first-update-step 250"
 )
 names=("$@"); [ ${#names[@]} -eq 0 ] && names=("${!VARIANTS[@]}")

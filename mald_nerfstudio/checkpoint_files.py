@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from mald_nerfstudio.errors import MaldInputError, format_error
+from mald_nerfstudio.errors import MaldInputError, damaged_checkpoint_error, format_error
 
 PARTIAL_SUFFIX = ".partial"
 """Suffix of a checkpoint being written; such files are left only by a run killed during a save."""
@@ -68,19 +68,6 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
     if not isinstance(state, dict) or not {"step", "pipeline"} <= set(state):
         raise damaged_checkpoint_error(path, ValueError("it holds no 'step' and 'pipeline' entries"))
     return state
-
-
-def damaged_checkpoint_error(path: Path, err: BaseException) -> MaldInputError:
-    """The paragraph for a checkpoint that cannot be loaded."""
-    reason = " ".join(str(err).split())[:300]
-    return MaldInputError(
-        f"this checkpoint cannot be loaded ({type(err).__name__}: {reason}); the file is damaged or incomplete, "
-        "for example written by a run killed during a save before mald-nerfstudio saved atomically, or copied "
-        "only in part",
-        path,
-        "delete or move it: resuming and ns-eval then use the newest remaining checkpoint in its folder (or pass "
-        "another with --load-step / --load-checkpoint)",
-    )
 
 
 def read_resume_checkpoint(

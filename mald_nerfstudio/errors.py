@@ -43,6 +43,19 @@ def format_error(err: BaseException) -> str:
     return f"\nmald-nerfstudio error:\n{body}\n"
 
 
+def damaged_checkpoint_error(path: Path, err: BaseException) -> MaldInputError:
+    """The paragraph for a checkpoint that cannot be loaded."""
+    reason = " ".join(str(err).split())[:300]
+    return MaldInputError(
+        f"this checkpoint cannot be loaded ({type(err).__name__}: {reason}); the file is damaged or incomplete, "
+        "for example written by a run killed during a save before mald-nerfstudio saved atomically, or copied "
+        "only in part",
+        path,
+        "delete or move it: resuming and ns-eval then use the newest remaining checkpoint in its folder (or pass "
+        "another with --load-step / --load-checkpoint)",
+    )
+
+
 def _unreadable_checkpoint(exc: BaseException, tb) -> Optional[Path]:
     """The checkpoint nerfstudio's loaders (``ns-eval``, ``ns-viewer``, ``ns-render``) failed to decode, if that
     is what ``exc`` is: raised inside ``torch.load`` called from a frame whose ``load_path`` names the file."""
@@ -66,8 +79,6 @@ def _hook(exc_type, exc, tb, _previous=sys.excepthook):
         return
     checkpoint = _unreadable_checkpoint(exc, tb) if isinstance(exc, Exception) else None
     if checkpoint is not None:
-        from mald_nerfstudio.checkpoint_files import damaged_checkpoint_error
-
         sys.stderr.write(format_error(damaged_checkpoint_error(checkpoint, exc)))
         sys.stderr.flush()
         return

@@ -11,9 +11,10 @@ Each iteration:
    R1 penalty) updates the discriminator's parameter group only.
 
 Each step has its own gradient scaler (nerfstudio's for the NeRF, one more for the discriminator), so an overflow
-in the discriminator's fp16 backward neither lowers the NeRF's scale nor skips the NeRF's scheduler step. Before
-the first iteration the pipeline gets the chance to customise the diffusion model and inpaint the training views
-(skipped when a checkpoint already holds them).
+in the discriminator's fp16 backward neither lowers the NeRF's scale nor skips the NeRF's scheduler step. The
+discriminator step judges the patches the NeRF's pass over them returned (a :class:`LossPhase`'s ``patches``). The
+pipeline's training callbacks customise the diffusion model and inpaint the training views before the first
+iteration (skipped when a checkpoint already holds them) and run the dataset updates.
 
 A run resumed with ``--load-dir`` finishes the same run: ``--max-num-iterations`` is the run's total length
 (nerfstudio counts it from the loaded step), the dataset-update schedule keeps the horizon it started with, and
@@ -30,6 +31,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Type
 
 import torch
 
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TRAIN_INTERATION_OUTPUT, Trainer, TrainerConfig
 from nerfstudio.utils import profiler
@@ -42,7 +44,9 @@ from mald_nerfstudio.checkpoint_files import (
     read_resume_checkpoint,
     restore_rng_state,
 )
-from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP
+from mald_nerfstudio.model.adversarial_loss import PatchBatch
+from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP, LossPhase
+from mald_nerfstudio.pipeline.mald_pipeline import MaldPipeline
 
 RUN_STATE_KEY = "mald_run"
 """Checkpoint entry with what a resumed run needs beyond nerfstudio's: the schedule horizon and random states."""
@@ -96,19 +100,23 @@ class MaldTrainer(Trainer):
         finally:
             self.config.max_num_iterations = total
 
-    def _init_viewer_state(self) -> None:
-        """nerfstudio's viewer scene set-up (its first act in ``train``), then the pipeline's preparation, so the
-        viewer already shows the scene and its training cameras while the LDM is customised and the views are
-        inpainted."""
-        super()._init_viewer_state()
-        with self.train_lock:  # the viewer does not render while the preparation uses the model
-            prepare = getattr(self.pipeline, "prepare_training", None)
-            if prepare is not None:
-                prepare(self)
-            if self._resumed_rng is not None:
-                # After the preparation, which consumes random numbers only in a fresh run.
-                restore_rng_state(self._resumed_rng)
-                self._resumed_rng = None
+    def setup(self, test_mode: str = "val") -> None:
+        """nerfstudio's set-up, then one more callback after the pipeline's: a resumed run's random states are
+        restored before its first step, after the pipeline's preparation (which draws random numbers only in a
+        fresh run)."""
+        super().setup(test_mode)
+        self.callbacks.append(
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
+                update_every_num_iters=1,
+                func=self._restore_resumed_rng,
+            )
+        )
+
+    def _restore_resumed_rng(self, step: int) -> None:
+        if self._resumed_rng is not None:
+            restore_rng_state(self._resumed_rng)
+            self._resumed_rng = None
 
     def _load_checkpoint(self) -> None:
         """nerfstudio's ``Trainer._load_checkpoint`` (copied), changed to skip a damaged newest checkpoint for the
@@ -176,8 +184,8 @@ class MaldTrainer(Trainer):
     def train_iteration(self, step: int) -> TRAIN_INTERATION_OUTPUT:
         """nerfstudio's ``Trainer.train_iteration`` (copied), changed to run one NeRF step per loss phase of the
         pipeline (one summed step, or reconstruction then inpainting, each with its own scaler), to leave the
-        discriminator's group out of the NeRF steps and to run the discriminator step, with its own scaler,
-        before the schedulers advance."""
+        discriminator's group out of the NeRF steps and to run the discriminator step on the patches a phase
+        returned, with its own scaler, before the schedulers advance."""
         groups = list(self.optimizers.parameters.keys())
         nerf_groups = [g for g in groups if g != DISCRIMINATOR_GROUP]
         accumulate = self.gradient_accumulation_steps
@@ -185,6 +193,7 @@ class MaldTrainer(Trainer):
         total_loss: Optional[torch.Tensor] = None
         loss_dict: Dict[str, torch.Tensor] = {}
         metrics_dict: Dict[str, Any] = {}
+        patches: Optional[PatchBatch] = None
         index = 0
         while True:
             # A phase's forward pass runs inside next(), so under autocast, after the previous phase's step.
@@ -192,8 +201,7 @@ class MaldTrainer(Trainer):
                 phase = next(phases, None)
                 if phase is None:
                     break
-                _, phase_losses, phase_metrics = phase
-                loss = functools.reduce(torch.add, phase_losses.values())
+                loss = functools.reduce(torch.add, phase.losses.values())
             scaler = self.grad_scaler if index == 0 else self.inpainting_scaler
             # Gradient accumulation applies to the first (or only) phase; a later phase steps every iteration.
             self.optimizers.zero_grad_some([g for g in nerf_groups if index > 0 or step % accumulate[g] == 0])
@@ -203,8 +211,9 @@ class MaldTrainer(Trainer):
             )
             if index > 0:
                 scaler.update()
-            loss_dict.update(phase_losses)
-            metrics_dict.update(phase_metrics)
+            loss_dict.update(phase.losses)
+            metrics_dict.update(phase.metrics)
+            patches = phase.patches if phase.patches is not None else patches
             total_loss = loss.detach() if total_loss is None else total_loss + loss.detach()
             index += 1
 
@@ -216,8 +225,8 @@ class MaldTrainer(Trainer):
                     total = total + metrics_dict[f"Gradients/{tag}"].cpu()
             metrics_dict["Gradients/Total"] = total
 
-        if DISCRIMINATOR_GROUP in self.optimizers.optimizers:
-            metrics_dict.update(self._discriminator_step(step))
+        if DISCRIMINATOR_GROUP in self.optimizers.optimizers and patches is not None:
+            metrics_dict.update(self._discriminator_step(step, patches))
 
         scale = self.grad_scaler.get_scale()
         self.grad_scaler.update()
@@ -226,23 +235,22 @@ class MaldTrainer(Trainer):
             self.optimizers.scheduler_step_all(step)
         return total_loss, loss_dict, metrics_dict  # type: ignore[return-value]
 
-    def _loss_phases(self, step: int) -> Iterator[Tuple[str, Dict[str, torch.Tensor], Dict[str, Any]]]:
+    def _loss_phases(self, step: int) -> Iterator[LossPhase]:
         """The pipeline's loss phases, or nerfstudio's one summed loss for a pipeline without phases."""
-        phases = getattr(self.pipeline, "get_train_loss_phases", None)
-        if phases is not None:
-            yield from phases(step)
+        if isinstance(self.pipeline, MaldPipeline):
+            yield from self.pipeline.get_train_loss_phases(step)
             return
         _, loss_dict, metrics_dict = self.pipeline.get_train_loss_dict(step=step)
-        yield "nerf", loss_dict, metrics_dict
+        yield LossPhase("nerf", loss_dict, metrics_dict)
 
-    def _discriminator_step(self, step: int) -> Dict[str, torch.Tensor]:
-        """Update the discriminator on the patches of this iteration; returns its losses for logging."""
+    def _discriminator_step(self, step: int, patches: PatchBatch) -> Dict[str, torch.Tensor]:
+        """Update the discriminator on this iteration's patches; returns its logs."""
         self.optimizers.zero_grad_some([DISCRIMINATOR_GROUP])
         with torch.autocast(device_type=self._autocast_device(), enabled=self.mixed_precision):
-            d_loss_dict = self.pipeline.get_discriminator_loss_dict(step)
-        if not d_loss_dict or "discriminator_loss" not in d_loss_dict:
+            out = self.pipeline.model.get_discriminator_losses(patches, step)
+        if out is None:
             return {}
-        self.discriminator_scaler.scale(d_loss_dict["discriminator_loss"]).backward()  # type: ignore[union-attr]
+        self.discriminator_scaler.scale(out.loss).backward()  # type: ignore[union-attr]
         self.optimizers.optimizer_scaler_step_some(self.discriminator_scaler, [DISCRIMINATOR_GROUP])
         self.discriminator_scaler.update()
-        return {key: value.detach() for key, value in d_loss_dict.items()}
+        return out.metrics()

@@ -21,6 +21,7 @@ from typing import Callable, Dict
 
 from nerfstudio.plugins.types import MethodSpecification
 
+from mald_nerfstudio.inpaint.base import NoInpainterConfig
 from mald_nerfstudio.method_configs.mald_nerf import mald_nerf_config, mald_nerf_tiny_config
 from mald_nerfstudio.trainer import MaldTrainerConfig
 
@@ -28,7 +29,7 @@ Edit = Callable[[MaldTrainerConfig], None]
 
 
 def _masked_only(config: MaldTrainerConfig) -> None:
-    config.pipeline.inpainter = "none"
+    config.pipeline.inpainter = NoInpainterConfig()
     config.pipeline.datamanager.num_inpaint_patches = 0
     config.pipeline.model.use_adversarial = False
     config.pipeline.dataset_update.enabled = False
@@ -64,7 +65,9 @@ def _no_customization(config: MaldTrainerConfig) -> None:
 
 
 VARIANTS: Dict[str, tuple] = {
-    "nerfacto-masked": (_masked_only, "Baseline: nerfacto on observed pixels only, masked pixels ignored (no inpainting)."),
+    "nerfacto-masked": (
+        _masked_only, "Baseline: nerfacto on observed pixels only, masked pixels ignored (no inpainting)."
+    ),
     "spinnerf-style": (_spinnerf, "Baseline: inpaint once, L1 + LPIPS in the mask, no adversarial (SPIn-NeRF style)."),
     "inpaintnerf360-style": (_inpaintnerf360, "Baseline: per-view inpaints, L1 in the mask, no adversarial."),
     "mald-nerf-no-adv-l1": (_pixel_loss_instead_of_adversarial, "Ablation: no adversarial loss, L1 in the mask."),

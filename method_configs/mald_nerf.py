@@ -13,6 +13,8 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from mald_nerfstudio.data.datamanager import MaldDataManagerConfig
+from mald_nerfstudio.inpaint.exemplar import ExemplarInpainterConfig
+from mald_nerfstudio.inpaint.ldm import LDMInpainterConfig
 from mald_nerfstudio.model.camera_poses import ObservedPixelsCameraOptimizerConfig
 from mald_nerfstudio.model.discriminator import DiscriminatorConfig
 from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP, MaldNerfModelConfig
@@ -64,7 +66,7 @@ def mald_nerf_config() -> MaldTrainerConfig:
                 average_init_density=0.01,
                 camera_optimizer=ObservedPixelsCameraOptimizerConfig(mode="off"),  # held-out views: decisions.md
             ),
-            inpainter="ldm",
+            inpainter=LDMInpainterConfig(),
             dataset_update=DatasetUpdateConfig(update_every=200, views_per_update=4, first_update_step=2000),
         ),
         optimizers=optimizers(max_steps=200000),
@@ -113,7 +115,7 @@ def mald_nerf_tiny_config() -> MaldTrainerConfig:
                 ],
                 discriminator=DiscriminatorConfig(base_channels=16, max_channels=64),
             ),
-            inpainter="exemplar",
+            inpainter=ExemplarInpainterConfig(),
             dataset_update=DatasetUpdateConfig(update_every=100, views_per_update=2, first_update_step=300),
         ),
         optimizers=optimizers(max_steps=max_steps * 4),

@@ -138,7 +138,8 @@ def build_sd2_shaped_pipeline(folder: Union[str, Path, None] = None, seed: int =
     )
     pipe.save_pretrained(str(scratch))
     shutil.rmtree(scratch / "_tokenizer_src")
-    counts = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in ("unet", "vae", "text_encoder")}
+    components = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in components.items()}
     (scratch / BUILD_INFO).write_text(
         json.dumps({"version": BUILD_VERSION, "seed": seed, "parameters": counts, "random_weights": True}, indent=2)
     )

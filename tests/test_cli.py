@@ -51,9 +51,9 @@ def test_ns_train_on_demo_scene_leaves_config_checkpoint_and_adversarial_logs(de
     assert list((run_dir / "nerfstudio_models").glob("step-*.ckpt"))
     events = EventAccumulator(str(run_dir)).Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ("Train Loss Dict/adversarial_loss", "Train Loss Dict/feature_matching_loss",
-                "Train Loss Dict/rgb_loss", "Train Metrics Dict/discriminator_loss",
-                "Train Metrics Dict/d_real_logit", "Train Metrics Dict/d_fake_logit",
+    for tag in ("Train Loss Dict/adversarial_loss", "Train Metrics Dict/adv_g_feature_matching",
+                "Train Loss Dict/rgb_loss", "Train Metrics Dict/adv_d_loss",
+                "Train Metrics Dict/adv_d_real_logit", "Train Metrics Dict/adv_d_fake_logit",
                 "Dataset update/strength"):
         assert tag in tags, (tag, sorted(tags))
 
@@ -136,7 +136,7 @@ def test_offline_default_ldm_stops_at_once_with_a_clear_message(demo_scene, tmp_
     assert "Traceback" not in result.stdout, result.stdout[-3000:]
     text = " ".join(result.stdout.split())
     assert "stabilityai/stable-diffusion-2-inpainting" in text
-    assert "--pipeline.ldm.model" in text and "--pipeline.inpainter exemplar" in text
+    assert "--pipeline.inpainter.model" in text and "pipeline.inpainter:exemplar" in text
     assert not list(tmp_path.rglob("*.ckpt")) and elapsed < 120
 
 
@@ -144,10 +144,11 @@ def test_ns_train_with_tiny_ldm_by_path_and_customisation_completes(demo_scene, 
     result = run(
         ["ns-train", "mald-nerf-tiny", "--data", str(demo_scene), "--output-dir", str(tmp_path / "out"),
          "--max-num-iterations", "8", "--vis", "tensorboard",
-         "--pipeline.inpainter", "ldm", "--pipeline.ldm.model", str(tiny_ldm_dir),
-         "--pipeline.ldm.num-inference-steps", "4",
          "--pipeline.customization.steps", "4", "--pipeline.customization.cache-dir", str(tmp_path / "lora"),
-         "--pipeline.dataset-update.first-update-step", "3", "--pipeline.dataset-update.update-every", "3"],
+         "--pipeline.dataset-update.first-update-step", "3", "--pipeline.dataset-update.update-every", "3",
+         # tyro: a subcommand and its options come after the method's own options
+         "pipeline.inpainter:ldm", "--pipeline.inpainter.model", str(tiny_ldm_dir),
+         "--pipeline.inpainter.num-inference-steps", "4"],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:]
@@ -162,9 +163,12 @@ def test_ns_train_help_lists_both_methods(tmp_path):
     assert "mald-nerf-tiny" in result.stdout and "mald-nerf " in result.stdout.replace("\n", " ")
     method_help = run(["ns-train", "mald-nerf", "--help"], cwd=tmp_path)
     assert method_help.returncode == 0
-    for flag in ("--pipeline.dataset-update.t-max", "--pipeline.model.use-adversarial",
-                 "--pipeline.ldm.model", "--pipeline.customization.rank", "--pipeline.datamanager.inpaint-patch-size"):
+    for flag in ("--pipeline.dataset-update.t-max", "--pipeline.model.use-adversarial", "pipeline.inpainter:ldm",
+                 "pipeline.inpainter:exemplar", "--pipeline.customization.rank",
+                 "--pipeline.datamanager.inpaint-patch-size"):
         assert flag in method_help.stdout, flag
+    ldm_help = run(["ns-train", "mald-nerf", "pipeline.inpainter:ldm", "--help"], cwd=tmp_path)
+    assert ldm_help.returncode == 0 and "--pipeline.inpainter.model" in ldm_help.stdout, ldm_help.stdout[-2000:]
 
 
 def test_ns_eval_on_a_damaged_checkpoint_names_the_file_in_one_paragraph(demo_run, tmp_path):

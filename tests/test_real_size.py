@@ -43,16 +43,18 @@ def _run(args: List[str], cwd: Path, timeout: float = 3600) -> subprocess.Comple
     return result
 
 
-def _train_args(scene: Path, out: Path, ldm: Path, lora_cache: Path, steps: int) -> List[str]:
+def _train_args(scene: Path, out: Path, ldm: Path, lora_cache: Path, steps: int, *extra: str) -> List[str]:
     return [
         "ns-train", "mald-nerf", "--data", str(scene), "--output-dir", str(out), "--timestamp", "run",
         "--machine.device-type", "cpu", "--vis", "tensorboard", "--logging.steps-per-log", "1",
         "--max-num-iterations", str(steps), "--steps-per-save", "3",
-        "--pipeline.ldm.model", str(ldm), "--pipeline.ldm.working-size", "256",
-        "--pipeline.ldm.num-inference-steps", "2",
         "--pipeline.customization.steps", "2", "--pipeline.customization.resolution", "256",
         "--pipeline.customization.cache-dir", str(lora_cache),
         "--pipeline.dataset-update.first-update-step", "2", "--pipeline.dataset-update.update-every", "3",
+        *extra,
+        # tyro: the inpainter subcommand and its options come after the method's own options
+        "pipeline.inpainter:ldm", "--pipeline.inpainter.model", str(ldm),
+        "--pipeline.inpainter.working-size", "256", "--pipeline.inpainter.num-inference-steps", "2",
     ]
 
 
@@ -91,7 +93,7 @@ def test_gpu_defaults_with_an_sd2_sized_ldm_customise_inpaint_update_resume_and_
 
     shutil.rmtree(lora_cache)  # a machine without the LoRA cache: the resume must use the checkpoint's adapter
     resumed = _run(
-        _train_args(scene, out, sd2_shaped_ldm, lora_cache, TOTAL_STEPS) + ["--load-dir", str(checkpoint_dir)],
+        _train_args(scene, out, sd2_shaped_ldm, lora_cache, TOTAL_STEPS, "--load-dir", str(checkpoint_dir)),
         cwd=tmp_path,
     )
     assert resumed.returncode == 0, resumed.stdout[-4000:]

@@ -10,6 +10,8 @@ import pytest
 import torch
 from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
+from mald_nerfstudio.inpaint.exemplar import ExemplarInpainterConfig
+from mald_nerfstudio.inpaint.ldm import LDMInpainterConfig
 from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP
 from mald_nerfstudio.pipeline.dataset_update import last_update_index, scheduled_update_steps
 from mald_nerfstudio.inpaint.schedule import noise_strength
@@ -58,7 +60,7 @@ def test_train_iteration_keeps_the_nerf_and_discriminator_updates_apart(demo_sce
     trainer.optimizers.optimizer_scaler_step_some = spy  # type: ignore[method-assign]
     disc_before, nerf_before = _snapshot(disc), _snapshot(nerf)
     loss, loss_dict, metrics = trainer.train_iteration(0)
-    assert torch.isfinite(loss) and "adversarial_loss" in loss_dict and "discriminator_loss" in metrics
+    assert torch.isfinite(loss) and "adversarial_loss" in loss_dict and "adv_d_loss" in metrics
     nerf_step, disc_step = steps
     assert DISCRIMINATOR_GROUP not in nerf_step["groups"] and disc_step["groups"] == [DISCRIMINATOR_GROUP]
     assert nerf_step["scaler"] is trainer.grad_scaler and disc_step["scaler"] is trainer.discriminator_scaler
@@ -75,7 +77,7 @@ def test_training_logs_adversarial_losses_and_checkpoint_restores_discriminator_
     config = tiny_config(demo_scene, tmp_path, steps=4)
     trainer = train(config)
     _, _, metrics = trainer.train_iteration(4)
-    assert {"d_real_logit", "d_fake_logit", "discriminator_loss"} <= set(metrics)
+    assert {"adv_d_real_logit", "adv_d_fake_logit", "adv_d_loss", "adv_g_feature_matching"} <= set(metrics)
     trainer.save_checkpoint(4)
 
     config.load_dir = config.get_checkpoint_dir()
@@ -98,9 +100,7 @@ def test_tiny_ldm_run_performs_the_scheduled_updates_and_resume_restores_inpaint
     data_before = _file_digests(demo_scene)
 
     def edit(config):
-        config.pipeline.inpainter = "ldm"
-        config.pipeline.ldm.model = str(tiny_ldm_dir)
-        config.pipeline.ldm.num_inference_steps = 4
+        config.pipeline.inpainter = LDMInpainterConfig(model=str(tiny_ldm_dir), num_inference_steps=4)
         config.pipeline.customization.enabled = False
         config.pipeline.dataset_update.first_update_step = 3
         config.pipeline.dataset_update.update_every = 3
@@ -160,12 +160,12 @@ def test_iteration_runs_with_mixed_precision_and_grad_scaler_on_gpu(demo_scene, 
     trainer.pipeline.prepare_training(trainer)
     for step in range(3):
         loss, _, metrics = trainer.train_iteration(step)
-        assert torch.isfinite(loss) and "discriminator_loss" in metrics
+        assert torch.isfinite(loss) and "adv_d_loss" in metrics
 
 
 def test_warmup_trains_observed_pixels_then_inpaints_from_the_render(demo_scene, tmp_path):
     def edit(config):
-        config.pipeline.inpainter = "exemplar"
+        config.pipeline.inpainter = ExemplarInpainterConfig()
         config.pipeline.dataset_update.warmup_steps = 3
         config.pipeline.dataset_update.initial_strength = 0.6
         config.pipeline.dataset_update.first_update_step = 100
@@ -237,7 +237,7 @@ def test_inpainting_losses_do_not_move_the_camera_poses(demo_scene, tmp_path):
         sum(loss_dict[name] for name in loss_names).backward()
         return poses.grad
 
-    inpainting = pose_grad(["adversarial_loss", "feature_matching_loss"])
+    inpainting = pose_grad(["adversarial_loss"])  # adversarial + feature matching, weighted
     assert inpainting is None or not inpainting.any(), "the inpainting losses reached the camera poses"
     reconstruction = pose_grad(["rgb_loss"])
     assert reconstruction is not None and reconstruction.abs().sum() > 0  # observed pixels still refine them
@@ -277,8 +277,8 @@ def test_separate_inpainting_step_renders_patches_after_the_reconstruction_step(
     trainer.optimizers.optimizer_scaler_step_some = step_spy  # type: ignore[method-assign]
     disc_grads_before = [p.grad.detach().clone() for p in model.discriminator.parameters()]
     _, loss_dict, metrics = trainer.train_iteration(3)
-    assert {"rgb_loss", "interlevel_loss", "adversarial_loss", "feature_matching_loss"} <= set(loss_dict)
-    assert "discriminator_loss" in metrics
+    assert {"rgb_loss", "interlevel_loss", "adversarial_loss"} <= set(loss_dict)
+    assert {"adv_g_feature_matching", "adv_d_loss"} <= set(metrics)
     assert [n for n, _ in rendered] == [num_recon, num_patch_rays]
     assert not _same(rendered[0][1], rendered[1][1]), "the patches were rendered before the reconstruction step"
     recon, inpaint, disc = steps
@@ -366,15 +366,12 @@ def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraini
     without the LoRA cache loads it from the checkpoint instead of training it again."""
     import shutil
 
-    from mald_nerfstudio.inpaint import lora
+    from mald_nerfstudio.inpaint.lora import adapter, training
 
     cache = tmp_path / "lora-cache"
 
     def edit(config):
-        config.pipeline.inpainter = "ldm"
-        config.pipeline.ldm.model = str(tiny_ldm_dir)
-        config.pipeline.ldm.working_size = 32
-        config.pipeline.ldm.num_inference_steps = 2
+        config.pipeline.inpainter = LDMInpainterConfig(model=str(tiny_ldm_dir), working_size=32, num_inference_steps=2)
         config.pipeline.customization.enabled = True
         config.pipeline.customization.steps = 2
         config.pipeline.customization.resolution = 32
@@ -385,16 +382,16 @@ def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraini
     config = tiny_config(demo_scene, tmp_path / "out", steps=3, edit=edit)
     trained = train(config)
     run_adapter = Path(trained.base_dir) / "lora_adapter"
-    assert (run_adapter / lora.ADAPTER_WEIGHTS).is_file()
+    assert (run_adapter / adapter.ADAPTER_WEIGHTS).is_file()
     files = trained.pipeline.lora_adapter_files
-    assert set(files) >= {lora.ADAPTER_WEIGHTS, lora.ADAPTER_INFO}
+    assert set(files) >= {adapter.ADAPTER_WEIGHTS, adapter.ADAPTER_INFO}
     checkpoint = sorted(config.get_checkpoint_dir().glob("*.ckpt"))[-1]
     saved = torch.load(checkpoint, map_location="cpu")["pipeline"]["_extra_state"]["lora_adapter_files"]
     assert all(torch.equal(saved[name], files[name]) for name in files)
 
     shutil.rmtree(cache)  # another machine: no LoRA cache
     trainings: List[int] = []
-    monkeypatch.setattr(lora.LoRACustomizer, "_train", lambda *a, **k: trainings.append(1))
+    monkeypatch.setattr(training.LoRACustomizer, "_train", lambda *a, **k: trainings.append(1))
     config.load_dir, config.load_checkpoint = None, checkpoint
     config.max_num_iterations = 4
     config.set_timestamp()
@@ -402,10 +399,12 @@ def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraini
     resumed.pipeline.prepare_training(resumed)
     assert not trainings, "the resume trained the LoRA adapter again"
     inpainter = resumed.pipeline.inpainter
-    assert inpainter.config.scene_token and inpainter.config.scene_token in inpainter.prompt
+    token = adapter.read_adapter_info(run_adapter).scene_token
+    assert token and token in inpainter.prompt
+    assert inpainter.config.scene_token is None, "loading the adapter rewrote the inpainter's config"
     assert inpainter.pipe.get_active_adapters(), "no LoRA adapter is active after the resume"
-    restored = Path(resumed.base_dir) / "lora_adapter" / lora.ADAPTER_WEIGHTS
-    assert restored.read_bytes() == (run_adapter / lora.ADAPTER_WEIGHTS).read_bytes()
+    restored = Path(resumed.base_dir) / "lora_adapter" / adapter.ADAPTER_WEIGHTS
+    assert restored.read_bytes() == (run_adapter / adapter.ADAPTER_WEIGHTS).read_bytes()
 
 
 def test_a_loaded_run_shows_its_update_count_and_strength_in_the_viewer(demo_scene, tmp_path):
@@ -429,7 +428,8 @@ def test_a_loaded_run_shows_its_update_count_and_strength_in_the_viewer(demo_sce
 
 def test_the_viewer_scene_is_set_up_before_the_preparation(demo_scene, tmp_path, monkeypatch):
     """nerfstudio sets up the viewer's scene (training cameras) at the start of train(); the customisation and the
-    initial inpainting run after it, so the viewer is not empty while they run."""
+    initial inpainting run after it, in a training callback before the first step (under the train lock, so the
+    viewer does not render meanwhile), so the viewer is not empty while they run."""
     from nerfstudio.engine.trainer import Trainer
 
     order: List[str] = []
@@ -438,10 +438,10 @@ def test_the_viewer_scene_is_set_up_before_the_preparation(demo_scene, tmp_path,
     original = trainer.pipeline.prepare_training
 
     def prepare(t):
-        order.append("preparation")
+        order.append(f"preparation, train lock held: {trainer.train_lock.locked()}")
         return original(t)
 
     trainer.pipeline.prepare_training = prepare
     trainer.train()
-    assert order == ["viewer scene", "preparation"]
+    assert order == ["viewer scene", "preparation, train lock held: True"]
     assert trainer.pipeline.datamanager.initialized

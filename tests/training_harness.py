@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
 from mald_nerfstudio.method_configs.mald_nerf import mald_nerf_tiny_config
 from mald_nerfstudio.trainer import MaldTrainer, MaldTrainerConfig
 from nerfstudio.utils import writer
@@ -22,7 +23,7 @@ def tiny_config(data: Path, out: Path, steps: int, edit: Optional[Callable[[Mald
     config.max_num_iterations = steps
     config.steps_per_eval_batch = 10_000
     config.steps_per_eval_image = 10_000
-    config.pipeline.inpainter = "telea"
+    config.pipeline.inpainter = TeleaInpainterConfig()
     config.pipeline.datamanager.train_num_rays_per_batch = 256
     config.pipeline.model.eval_num_rays_per_chunk = 4096
     config.logging.steps_per_log = 1

@@ -27,7 +27,13 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
 from mald_nerfstudio.data.dataset import InpaintDataset
-from mald_nerfstudio.data.patch_sampling import PATCH_RAY_KEY, PixelPools, sample_observed, sample_patches
+from mald_nerfstudio.data.patch_sampling import (
+    PATCH_RAY_KEY,
+    PATCH_SIZE_KEY,
+    PixelPools,
+    sample_observed,
+    sample_patches,
+)
 from mald_nerfstudio.errors import MaldInputError
 
 
@@ -67,7 +73,9 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
 
     # ------------------------------------------------------------------ setup
     def create_train_dataset(self) -> InpaintDataset:
-        return InpaintDataset(self.train_dataparser_outputs)
+        dataset = InpaintDataset(self.train_dataparser_outputs)
+        dataset.metadata[PATCH_SIZE_KEY] = self.config.inpaint_patch_size  # the model builds its discriminator for it
+        return dataset
 
     def create_eval_dataset(self) -> InpaintDataset:
         return InpaintDataset(self.dataparser.get_dataparser_outputs(split=self.test_split))
@@ -167,6 +175,10 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         new = (images.to(self.current.device).clamp(0, 1) * 255.0).round().to(torch.uint8)
         keep = ~self.masks[idx][..., None]
         self.current[idx] = torch.where(keep, self.originals[idx], new)
+
+    def finish_initial_inpainting(self) -> None:
+        """Every masked view now holds an inpainted image: steps get inpainting patches from here on."""
+        self.initialized = True
 
     def record_update(self, step: int, strength: float) -> None:
         """Count a dataset update that ran at ``step`` with partial-denoising ``strength`` (kept in checkpoints)."""

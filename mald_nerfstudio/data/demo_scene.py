@@ -84,9 +84,7 @@ class DemoSceneConfig(InstantiateConfig):
     horizontal_fov_degrees: float = 55.0
     """Horizontal field of view of every camera."""
     camera_disc_radius: float = 0.3
-    """Radius of the disc the cameras sit on (scene units; the camera is about 3.7 units from the object). With
-    0.3, about 23% of a test view's hole is seen unmasked by some training view (0.55: 38%), so most of the hole
-    must be inpainted, as in SPIn-NeRF's captures."""
+    """Radius of the disc the cameras sit on, in scene units (larger: more of the hole seen by other views)."""
     supersampling: int = 2
     """Anti-aliasing: rays per pixel along each axis (2 means 2x2 rays per pixel)."""
     mask_dilation_px: int = 2
@@ -102,8 +100,7 @@ class ViewRender:
     rgb: np.ndarray
     """Colour, float64 [height, width, 3] in [0, 1], the supersamples averaged."""
     object_coverage: np.ndarray
-    """Fraction of each pixel's rays on which the object is the nearest surface, float64 [height, width]
-    (computed whether or not the object is drawn)."""
+    """Fraction of each pixel's rays whose nearest surface is the object, float64 [height, width] (drawn or not)."""
     near: float
     """Depth bound: 0.9 x the smallest depth (along the optical axis) of any surface hit, object included."""
     far: float

@@ -50,6 +50,7 @@ class InpaintNerfstudioDataParser(Nerfstudio):
     """nerfstudio's parser plus inpainting masks and object-free evaluation views."""
 
     config: InpaintNerfstudioDataParserConfig
+    """The parser's settings."""
 
     def __init__(self, config: InpaintNerfstudioDataParserConfig):
         super().__init__(config)

@@ -16,6 +16,8 @@ from torch import Tensor
 
 PATCH_RAY_KEY = "inpaint_patch_ray"
 """Ray-bundle metadata the datamanager sets: 1.0 for rays of inpainting patches, 0.0 for observed rays ([N, 1])."""
+PATCH_SIZE_KEY = "inpaint_patch_size"
+"""Train-dataset metadata the datamanager sets: the patch side, which the model's discriminator is built for."""
 
 
 @dataclass
@@ -23,9 +25,13 @@ class PixelPools:
     """Flat indices (view * H * W + y * W + x) of observed and of masked training pixels."""
 
     observed: Tensor
+    """Flat indices of the pixels outside every mask (int32 where they fit)."""
     masked: Tensor
+    """Flat indices of the pixels to inpaint."""
     height: int
+    """Image height of the training views."""
     width: int
+    """Image width of the training views."""
 
     @classmethod
     def from_masks(cls, masks: Tensor) -> "PixelPools":

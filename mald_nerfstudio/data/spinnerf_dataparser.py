@@ -46,8 +46,7 @@ class SpinNerfDataParserConfig(DataParserConfig):
     data: Path = Path()
     """Scene folder (holds poses_bounds.npy and images/ or images_N/)."""
     downscale_factor: Optional[int] = None
-    """Read images_N/ for N > 1, images/ for 1. None picks the smallest N whose folder exists and whose long edge
-    is at most max_long_edge (SPIn-NeRF's code uses 4; the paper works at a long edge of 1008)."""
+    """Read images_N/ (images/ for 1); None: the smallest N whose folder exists within max_long_edge."""
     max_long_edge: int = 1008
     """Long-edge limit used when downscale_factor is None."""
     num_test_views: int = 40
@@ -73,6 +72,7 @@ class SpinNerfDataParser(DataParser):
     """Reads a SPIn-NeRF / LLFF scene folder without any conversion step."""
 
     config: SpinNerfDataParserConfig
+    """The parser's settings."""
 
     def __init__(self, config: SpinNerfDataParserConfig):
         super().__init__(config)

@@ -89,8 +89,7 @@ class Benchmark:
     """Train and evaluate methods on scenes with one budget; write JSON, a markdown table and image grids."""
 
     preset: Literal["cpu", "spinnerf"] = "cpu"
-    """Preset of methods, scenes, budget and resolution (cpu: demo scenes on 2 cores; spinnerf: the SPIn-NeRF
-    dataset on a GPU)."""
+    """Methods, scenes, budget and resolution: cpu (demo scenes, 2 cores) or spinnerf (SPIn-NeRF data, GPU)."""
     output_dir: Path = Path("benchmark")
     """Where runs, results.json, results.md and the grids go."""
     scenes: Tuple[Path, ...] = ()
@@ -104,8 +103,7 @@ class Benchmark:
     num_test_views: Optional[int] = None
     """Object-free views at the start of a SPIn-NeRF-layout scene (None: the preset's, or mald_scene.json)."""
     demo_scenes: Tuple[str, ...] = ()
-    """Generated scenes used when no --scenes are given, by name: demo-seed0, demo-seed1, demo-hidden, demo-seen
-    (empty: the preset's)."""
+    """Generated scenes without --scenes: demo-seed0, demo-seed1, demo-hidden, demo-seen (empty: the preset's)."""
     extra_args: Tuple[str, ...] = ()
     """Extra ns-train arguments for every run (placed before the data-parser arguments)."""
     grid_view: int = 0
@@ -171,7 +169,8 @@ class Benchmark:
             handle.write(" ".join(command) + "\n\n")
             handle.flush()
             try:
-                done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=self.timeout_minutes * 60,
+                done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT,
+                                      timeout=self.timeout_minutes * 60,
                                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
                 ok = done.returncode == 0
             except subprocess.TimeoutExpired:

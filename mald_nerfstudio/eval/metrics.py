@@ -80,16 +80,13 @@ class MetricsConfig(InstantiateConfig):
     _target: Type = field(default_factory=lambda: InpaintingMetrics)
     """Target class to instantiate."""
     metrics: Tuple[str, ...] = ALL_METRICS
-    """Metrics to compute; any of psnr, ssim, masked_psnr, unmasked_psnr, masked_ssim, m_sharpness, lpips, m_lpips,
-    swd, m_swd, fid, kid, c_fid, c_kid."""
+    """Metrics to compute (names as in ns-eval's output; the default is all of them)."""
     lpips_net: Literal["alex", "vgg"] = "alex"
     """Backbone of LPIPS / M-LPIPS (torchmetrics' LPIPS with the torchvision ImageNet backbone)."""
     lpips_weights_path: Optional[Path] = None
-    """Local torchvision backbone checkpoint for LPIPS (alexnet-owt-7be5be79.pth or vgg16-397923af.pth). Default:
-    that file in torch.hub.get_dir()/checkpoints (~/.cache/torch/hub/checkpoints; TORCH_HOME moves it)."""
+    """Local LPIPS backbone checkpoint (torchvision's); None: its file in torch.hub.get_dir()/checkpoints."""
     inception_weights_path: Optional[Path] = None
-    """Local FID Inception checkpoint (torch-fidelity's weights-inception-2015-12-05-6726825d.pth). Default: that
-    file (or pytorch-fid's pt_inception-2015-12-05-6726825d.pth) in torch.hub.get_dir()/checkpoints."""
+    """Local FID Inception checkpoint (torch-fidelity's); None: its file in torch.hub.get_dir()/checkpoints."""
     inception_feature_dim: int = 2048
     """Inception layer used by FID/KID (64, 192, 768 or 2048; 2048 is the standard FID)."""
     crop_size: int = 128

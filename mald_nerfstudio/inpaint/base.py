@@ -44,6 +44,13 @@ class Inpainter:
         self.config = config
         self.device = torch.device(device)
 
+    views_per_call: int = 1
+    """Views the dataset update hands to one :meth:`inpaint` call."""
+
+    def check_available(self) -> None:
+        """Raise :class:`~mald_nerfstudio.errors.MaldSetupError` at start-up when the inpainter cannot run here
+        (missing weights or libraries); nothing to check for most inpainters."""
+
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         """Keep the inpainter ready on its device for several :meth:`inpaint` calls (one pass over the views); an
@@ -98,3 +105,18 @@ class Inpainter:
         filled = self._fill(images, masks, init, strength, list(seeds))
         filled = filled.to(device=images.device, dtype=images.dtype).clamp(0.0, 1.0)
         return torch.where(masks[..., None], filled, images)
+
+
+@dataclass
+class NoInpainterConfig(InpainterConfig):
+    """No inpainting: the masked pixels are ignored and nothing supervises the holes (the nerfacto-masked baseline)."""
+
+    _target: Type = field(default_factory=lambda: NoInpainter)
+    """Target class to instantiate."""
+
+
+class NoInpainter(Inpainter):
+    """Leaves the masked pixels as they are; the pipeline never inpaints with it."""
+
+    def _fill(self, images, masks, init, strength, seeds):
+        return images

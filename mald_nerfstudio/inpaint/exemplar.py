@@ -77,22 +77,17 @@ class ExemplarInpainterConfig(InpainterConfig):
     _target: Type = field(default_factory=lambda: ExemplarInpainter)
     """Target class to instantiate."""
     context_margin: Tuple[float, float] = (0.5, 2.0)
-    """Range of the seeded random margin added on each side of the mask's bounding box to form the window that
-    texture is copied from, as a multiple of the box's longer side. Random margins are one source of the
-    fills' seed-to-seed variety."""
+    """Range of the seeded random margin of the texture window around the mask's box, in box long sides."""
     min_context: int = 32
     """Smallest margin in pixels around the mask's bounding box (keeps enough texture around small holes)."""
     random_flip: bool = True
     """Mirror the context window left-right for about half of the seeds (more variety; scenes stay plausible)."""
     guide_noise: float = 30.0
-    """Amplitude (in 8-bit CIELab units) of the seeded random guide channel the shift-map search sees next to
-    the colours. Larger values give more varied fills with less careful seams; 0 leaves only the random window
-    and flip as sources of variety."""
+    """Amplitude (8-bit CIELab units) of the seeded random guide channel (larger: more varied fills)."""
     guide_noise_scale: float = 4.0
     """Spatial scale (Gaussian sigma, full-resolution pixels) of the guide noise."""
     max_search_pixels: int = 2048
-    """Holes with more pixels than this are searched at a reduced resolution (copies are still made at full
-    resolution). Bounds the run time: the graph-cut's cost grows with the number of hole pixels."""
+    """Holes with more pixels are searched at reduced resolution (copied at full resolution; bounds run time)."""
     blend_seams: bool = True
     """Remove the low-frequency colour mismatch at the hole border with a smooth correction field."""
     partial_cutoff: float = 0.5

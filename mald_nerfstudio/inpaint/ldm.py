@@ -29,6 +29,7 @@ from torch import Tensor
 
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
+from mald_nerfstudio.inpaint.lora.adapter import AdapterInfo, check_adapter_dir, read_adapter_info
 from mald_nerfstudio.inpaint.partial_ddim import num_denoising_steps, partial_ddim_inpaint, vae_scale_factor
 from mald_nerfstudio.inpaint.region import RegionPlan, crop_resize, crop_resize_mask, paste_back, plan_region
 
@@ -45,8 +46,9 @@ SCENE_ADAPTER = "scene"
 
 _FIX = (
     "Pass a local folder holding a diffusers inpainting pipeline (saved with save_pretrained, or a copy of the "
-    "hub snapshot) with `--pipeline.ldm.model /path/to/folder`, or choose an inpainter that needs no weights "
-    "with `--pipeline.inpainter exemplar` or `--pipeline.inpainter telea`"
+    "hub snapshot) with `pipeline.inpainter:ldm --pipeline.inpainter.model /path/to/folder` (last on the "
+    "command line), or choose an inpainter that needs no weights with `pipeline.inpainter:exemplar` or "
+    "`pipeline.inpainter:telea`"
 )
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
@@ -94,8 +96,7 @@ class LDMInpainterConfig(InpainterConfig):
     context_margin: float = 0.25
     """Context around the mask's bounding box on each side, as a fraction of the box's longer side."""
     lora_adapter: Optional[Path] = None
-    """Folder of a per-scene LoRA adapter (from ``mald-nerf-customize``) to load with the model; its scene token
-    replaces ``scene_token``. None = no adapter."""
+    """Folder of a LoRA adapter (from mald-nerf-customize) to load; its scene token then prompts. None: no adapter."""
     lora_scale: float = 1.0
     """Weight of the LoRA adapter (0 = base model, 1 = as trained)."""
 
@@ -183,7 +184,8 @@ def resolve_model_folder(
         return validate_pipeline_folder(path, f"folder {path}")
     if _looks_like_path(model):
         raise MaldSetupError(
-            f"The latent diffusion model folder {path} does not exist (from --pipeline.ldm.model {model!r}). {_FIX}."
+            f"The latent diffusion model folder {path} does not exist (from --pipeline.inpainter.model {model!r}). "
+            f"{_FIX}."
         )
 
     from diffusers import DiffusionPipeline
@@ -230,6 +232,7 @@ class LDMInpainter(Inpainter):
         self._folder: Optional[Path] = None
         self._pipe: Optional["StableDiffusionInpaintPipeline"] = None
         self._session_depth = 0
+        self._adapter_info: Optional[AdapterInfo] = None
 
     # ------------------------------------------------------------------ loading
     def check_available(self) -> Path:
@@ -243,6 +246,11 @@ class LDMInpainter(Inpainter):
     def dtype(self) -> torch.dtype:
         """Compute dtype: fp16 on CUDA when enabled, else fp32."""
         return torch.float16 if self.config.fp16 and self.device.type == "cuda" else torch.float32
+
+    @property
+    def views_per_call(self) -> int:
+        """Views inpainted per diffusion-model call (``batch_size``)."""
+        return self.config.batch_size
 
     @property
     def loaded(self) -> bool:
@@ -288,9 +296,7 @@ class LDMInpainter(Inpainter):
         if not self.config.offload_to_cpu:  # otherwise it waits in CPU memory until first used
             self.to_device()
         if self.config.lora_adapter is not None:
-            from mald_nerfstudio.inpaint.lora import load_adapter  # lora imports this module
-
-            load_adapter(self, self.config.lora_adapter, scale=self.config.lora_scale)
+            self.load_adapter(self.config.lora_adapter, scale=self.config.lora_scale)
         return self._pipe
 
     @property
@@ -354,31 +360,34 @@ class LDMInpainter(Inpainter):
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ LoRA
-    def load_lora(self, adapter_dir: Path | str, scale: float = 1.0) -> None:
+    def load_adapter(self, adapter_dir: Path | str, scale: float = 1.0) -> None:
         """Load a LoRA adapter saved in diffusers' format (``save_lora_weights``) as the active scene adapter.
 
-        A previously loaded scene adapter is replaced.
+        A previously loaded scene adapter is replaced. Any diffusers-format LoRA folder loads; when it has our
+        ``customization.json``, :attr:`prompt` uses the adapter's scene token and scene prompt (the config is left
+        unchanged).
         """
-        adapter_dir = Path(adapter_dir)
-        if not adapter_dir.exists():
-            raise MaldSetupError(
-                f"The LoRA adapter folder {adapter_dir} does not exist. Run `mald-nerf-customize` to create it or "
-                "leave --pipeline.ldm.lora-adapter unset"
-            )
+        adapter_dir = check_adapter_dir(adapter_dir)
+        info = read_adapter_info(adapter_dir)
         pipe = self.load()
         self.unload_lora()
         pipe.load_lora_weights(str(adapter_dir), adapter_name=SCENE_ADAPTER)
         pipe.set_adapters([SCENE_ADAPTER], adapter_weights=[scale])
+        self._adapter_info = info
 
     def unload_lora(self) -> None:
-        """Remove any loaded LoRA adapter, restoring the base model."""
+        """Remove any loaded LoRA adapter (and its scene prompt), restoring the base model."""
+        self._adapter_info = None
         if self._pipe is not None:
             self._pipe.unload_lora_weights()
 
     # ------------------------------------------------------------------ inpainting
     @property
     def prompt(self) -> str:
-        """The text prompt in use (with the scene token when set)."""
+        """The text prompt in use: with the loaded adapter's scene token, else with the config's when set."""
+        if self._adapter_info is not None:
+            info = self._adapter_info
+            return build_prompt(self.config.prompt, info.scene_prompt, info.scene_token)
         return build_prompt(self.config.prompt, self.config.scene_prompt, self.config.scene_token)
 
     def encode_prompts(self) -> Tuple[Tensor, Optional[Tensor]]:

@@ -33,9 +33,13 @@ class CropBox:
     """A pixel box ``[top, bottom) x [left, right)`` inside an image."""
 
     top: int
+    """First row inside the box."""
     left: int
+    """First column inside the box."""
     bottom: int
+    """First row below the box."""
     right: int
+    """First column right of the box."""
 
     @property
     def height(self) -> int:

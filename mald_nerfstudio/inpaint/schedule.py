@@ -12,7 +12,6 @@ render); see :mod:`mald_nerfstudio.inpaint.partial_ddim`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from mald_nerfstudio.errors import MaldInputError
 
@@ -37,20 +36,3 @@ def noise_strength(k: int, num_updates: int, t_max: float, t_min: float) -> floa
         return float(t_max)
     k = min(max(int(k), 0), num_updates)
     return float(t_max - (t_max - t_min) * math.sqrt(k / num_updates))
-
-
-@dataclass
-class NoiseStrengthSchedule:
-    """Square-root decay of the partial-DDIM strength over the dataset updates."""
-
-    t_max: float
-    """Strength of the first dataset update (1 = regenerate the hole from pure noise)."""
-    t_min: float
-    """Strength of the last dataset update (small: only refine the NeRF's render)."""
-
-    def __post_init__(self) -> None:
-        noise_strength(0, 1, self.t_max, self.t_min)  # validates the range at construction
-
-    def __call__(self, k: int, num_updates: int) -> float:
-        """Strength of update ``k`` of ``num_updates`` (``k`` is clamped to ``[0, num_updates]``)."""
-        return noise_strength(k, num_updates, self.t_max, self.t_min)

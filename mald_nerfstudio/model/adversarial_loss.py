@@ -158,6 +158,23 @@ def r1_penalty(
     return penalty, logits
 
 
+@dataclass(frozen=True)
+class PatchBatch:
+    """One iteration's mask patches, channels first: the NeRF's pass makes them, the discriminator's step judges
+    them (:meth:`MaskedAdversarialLoss.generator_loss`, then :meth:`MaskedAdversarialLoss.discriminator_loss`)."""
+
+    real: Float[Tensor, "B 3 P P"]
+    """Patches of the current inpainted training images, unmasked."""
+    fake: Float[Tensor, "B 3 P P"]
+    """The NeRF's renders of the same pixels, unmasked (carrying the NeRF's graph until :meth:`detached`)."""
+    mask: Tensor
+    """Inpainting masks of the patches, bool ``[B, 1, P, P]`` (True = inside)."""
+
+    def detached(self) -> "PatchBatch":
+        """The same patches with the renders cut from the NeRF's graph (what the discriminator step takes)."""
+        return PatchBatch(real=self.real.detach(), fake=self.fake.detach(), mask=self.mask)
+
+
 @dataclass
 class GeneratorLossOutput:
     """What :meth:`MaskedAdversarialLoss.generator_loss` returns."""
@@ -218,22 +235,13 @@ class AdversarialLossConfig(InstantiateConfig):
     _target: Type = field(default_factory=lambda: MaskedAdversarialLoss)
     """Target class to instantiate."""
     lambda_adv: float = 0.002
-    """Weight of the NeRF's non-saturating adversarial loss in the mask. Adam normalises each parameter's
-    step, so hash-grid entries seen only by patch rays learn at full speed whatever this weight; it only sets the
-    balance in the MLPs shared with the reconstruction, where the adversarial gradient per pixel must not dwarf
-    the pixel loss's gradient per ray (0.1 held the observed-pixel PSNR at 15 dB instead of 22 dB after 300
-    steps on the demo scene; see docs/decisions.md)."""
+    """Weight of the NeRF's non-saturating adversarial loss in the mask (docs/decisions.md: its scale)."""
     lambda_fm: float = 0.02
-    """Weight of the feature-matching L1 between D's features on real and fake patches (pix2pixHD's 10:1
-    ratio to lambda_adv). Real and fake patches share pixels, so a much larger weight would act like a
-    paired perceptual loss towards each view's own fill and bring back the blur the adversarial loss avoids."""
+    """Weight of the feature-matching L1 between D's features on real and fake patches (10x lambda_adv)."""
     r1_gamma: float = 1.0
-    """R1 gradient penalty weight on real patches (the paper's lambda_gp); the penalty is gamma/2 times the
-    squared input-gradient norm. StyleGAN2-ADA's heuristic 2e-4 * P^2 / batch gives 0.05-0.2 for 64 px
-    patches; we regularise more because a per-scene D sees few real views and overfits quickly."""
+    """R1 gradient-penalty weight gamma on real patches (the paper's lambda_gp): gamma/2 * ||grad D||^2."""
     r1_interval: int = 16
-    """Apply R1 on every r1_interval-th discriminator step only, multiplied by r1_interval (StyleGAN2 lazy
-    regularisation); 1 applies it on every step."""
+    """Lazy R1 (StyleGAN2): applied every r1_interval-th D step, times r1_interval (1: every step)."""
 
 
 class MaskedAdversarialLoss:
@@ -333,6 +341,7 @@ __all__: List[str] = [
     "DiscriminatorLossOutput",
     "GeneratorLossOutput",
     "MaskedAdversarialLoss",
+    "PatchBatch",
     "discriminator_adversarial_loss",
     "feature_matching_loss",
     "frozen",

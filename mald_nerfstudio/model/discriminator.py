@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Literal, Tuple, Type, Union, overload
+from typing import Optional, List, Literal, Tuple, Type, Union, overload
 
 import torch.nn.functional as F
 from jaxtyping import Float
@@ -48,10 +48,8 @@ class DiscriminatorConfig(InstantiateConfig):
 
     _target: Type = field(default_factory=lambda: PatchDiscriminator)
     """Target class to instantiate."""
-    patch_size: int = 64
-    """Side length in pixels of the square patches the discriminator judges (a power of two, at least 8). In
-    mald-nerf it is set from --pipeline.datamanager.inpaint-patch-size; it fixes the number of residual blocks
-    to log2(patch_size) - 2 (64 px: 4 blocks down to 4x4)."""
+    patch_size: Optional[int] = None
+    """Side of the square patches judged (power of two >= 8); None: the datamanager's inpaint patch size."""
     base_channels: int = 32
     """Feature channels at full patch resolution; each residual block doubles them, up to max_channels."""
     max_channels: int = 256
@@ -93,10 +91,21 @@ class PatchDiscriminator(nn.Module):
 
     config: DiscriminatorConfig
 
-    def __init__(self, config: DiscriminatorConfig, **kwargs) -> None:
+    def __init__(self, config: DiscriminatorConfig, patch_size: Optional[int] = None, **kwargs) -> None:
         super().__init__()
         self.config = config
-        p = config.patch_size
+        if config.patch_size is not None and patch_size is not None and config.patch_size != patch_size:
+            raise MaldInputError(
+                f"The discriminator's patch_size {config.patch_size} differs from the {patch_size} px patches the "
+                "datamanager cuts",
+                fix="leave --pipeline.model.discriminator.patch-size unset (it follows "
+                "--pipeline.datamanager.inpaint-patch-size)",
+            )
+        p = patch_size or config.patch_size
+        if p is None:
+            raise MaldInputError("The discriminator needs a patch size", fix="pass patch_size or set it in the config")
+        self.patch_size = p
+        """Side of the square patches this discriminator judges."""
         if p < 8 or p & (p - 1):
             raise MaldInputError(
                 f"The discriminator's patch_size must be a power of two of at least 8 (8, 16, 32, 64, 128, ...), "
@@ -124,7 +133,7 @@ class PatchDiscriminator(nn.Module):
 
     @property
     def num_blocks(self) -> int:
-        """Number of resolution-halving residual blocks (log2(patch_size) - 2)."""
+        """Number of resolution-halving residual blocks (log2(patch_size) - 2: 4 for 64 px, down to 4x4)."""
         return len(self.blocks)
 
     @overload
@@ -147,7 +156,7 @@ class PatchDiscriminator(nn.Module):
             block (resolutions P/2, ..., 4) followed by the 4x4 epilogue convolution: ``num_blocks + 1``
             tensors of shape ``[B, C_i, H_i, W_i]``.
         """
-        p = self.config.patch_size
+        p = self.patch_size
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != p or x.shape[3] != p:
             raise ValueError(f"the discriminator expects patches of shape [B, 3, {p}, {p}], got {tuple(x.shape)}")
         features: List[Tensor] = []

@@ -10,47 +10,75 @@ followed by the rays of P x P patches laid over the inpainting masks. The pipeli
   image, fake = render, both zero outside the mask) plus discriminator feature matching. No pixel or
   perceptual loss in the mask unless an ablation switches one on.
 
-The discriminator is a submodule (saved in checkpoints) with its own parameter group, which only the
-trainer's discriminator step updates. Building the model never downloads anything: nerfacto's LPIPS metric,
-which fetches AlexNet weights at construction, is replaced by our offline-aware metrics.
+The NeRF's pass over the patches returns the patches (renders detached) with its losses
+(:meth:`MaldNerfModel.get_inpainting_losses`); the trainer hands them to the discriminator step
+(:meth:`MaldNerfModel.get_discriminator_losses`), so nothing is carried between the two calls. The discriminator
+is a submodule (saved in checkpoints) with its own parameter group, which only that step updates. Building the
+model never downloads anything: nerfacto's LPIPS metric, which fetches AlexNet weights at construction, is left
+out (our metrics load local weights only).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
+from typing import Any, Dict, List, Optional, Type
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import Parameter
 
+from nerfstudio.cameras.camera_optimizers import CameraOptimizer
+from nerfstudio.field_components.spatial_distortions import SceneContraction
+from nerfstudio.fields.density_fields import HashMLPDensityField
+from nerfstudio.fields.nerfacto_field import NerfactoField
+from nerfstudio.model_components.losses import MSELoss
+from nerfstudio.model_components.ray_samplers import ProposalNetworkSampler, UniformSampler
+from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, NormalsRenderer, RGBRenderer
+from nerfstudio.model_components.scene_colliders import NearFarCollider
+from nerfstudio.model_components.shaders import NormalsShader
+from nerfstudio.models.base_model import Model
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 
+from mald_nerfstudio.data.patch_sampling import PATCH_SIZE_KEY
 from mald_nerfstudio.eval.metrics import InpaintingMetrics, MetricsConfig
-from mald_nerfstudio.model.adversarial_loss import AdversarialLossConfig, MaskedAdversarialLoss, mask_patches
+from mald_nerfstudio.model.adversarial_loss import (
+    AdversarialLossConfig,
+    DiscriminatorLossOutput,
+    MaskedAdversarialLoss,
+    PatchBatch,
+    mask_patches,
+    rays_to_patches,
+)
 from mald_nerfstudio.model.discriminator import DiscriminatorConfig, PatchDiscriminator
 
 DISCRIMINATOR_GROUP = "discriminator"
 
 
-class _NoLPIPS(nn.Module):
-    """Stands in for torchmetrics' LPIPS while nerfacto builds its modules (that class downloads AlexNet)."""
+@dataclass
+class InpaintingLosses:
+    """What the NeRF's pass over the mask patches gives: its losses, their logs, the patches for the D step."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__()
+    losses: Dict[str, Tensor]
+    """Weighted losses to add to the NeRF's step (empty without patches)."""
+    metrics: Dict[str, Tensor]
+    """Detached values to log."""
+    patches: Optional[PatchBatch] = None
+    """The iteration's patches, renders detached, for the discriminator step (None: no D step this iteration)."""
 
 
-@contextlib.contextmanager
-def _nerfacto_without_lpips_download() -> Iterator[None]:
-    import torchmetrics.image.lpip as lpip_module
+@dataclass
+class LossPhase:
+    """The losses of one NeRF optimizer step of an iteration (see ``MaldPipeline.get_train_loss_phases``)."""
 
-    original = lpip_module.LearnedPerceptualImagePatchSimilarity
-    lpip_module.LearnedPerceptualImagePatchSimilarity = _NoLPIPS  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        lpip_module.LearnedPerceptualImagePatchSimilarity = original  # type: ignore[misc]
+    name: str
+    """"nerf" (one summed step), or "reconstruction" then "inpainting"."""
+    losses: Dict[str, Tensor]
+    """The losses this step back-propagates (summed)."""
+    metrics: Dict[str, Any]
+    """Values to log."""
+    patches: Optional[PatchBatch] = None
+    """The patches the iteration's discriminator step judges, from the phase that rendered them."""
 
 
 @dataclass
@@ -66,13 +94,11 @@ class MaldNerfModelConfig(NerfactoModelConfig):
     use_feature_matching: bool = True
     """Discriminator feature-matching loss in the mask (off = ablation)."""
     use_mask_l1: bool = False
-    """L1 between renders and inpainted images inside the mask (ablation / pixel-loss baselines), weighted per
-    pixel like the reconstruction loss weighs an observed ray."""
+    """L1 between renders and inpainted images inside the mask (ablation and pixel-loss baselines)."""
     mask_l1_mult: float = 1.0
     """Weight of the in-mask L1 loss when enabled."""
     use_mask_lpips: bool = False
-    """LPIPS between renders and inpainted patches inside the mask (ablation / SPIn-NeRF baseline); needs the
-    LPIPS backbone weights locally (see README, 'Metric weights')."""
+    """LPIPS between renders and inpainted patches inside the mask (SPIn-NeRF baseline; local LPIPS weights)."""
     mask_lpips_mult: float = 0.1
     """Weight of the in-mask LPIPS loss when enabled."""
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -89,19 +115,107 @@ class MaldNerfModel(NerfactoModel):
     config: MaldNerfModelConfig
 
     def populate_modules(self) -> None:
-        with _nerfacto_without_lpips_download():
-            super().populate_modules()
-        del self.lpips
+        """nerfstudio 1.1.5's ``NerfactoModel.populate_modules`` (copied), changed to leave out the LPIPS metric,
+        whose torchmetrics class downloads AlexNet at construction (our metrics load local weights only), then
+        the discriminator at the datamanager's patch size and the adversarial losses."""
+        Model.populate_modules(self)
+        self._populate_nerfacto_modules()
+        patch_size = (self.kwargs.get("metadata") or {}).get(PATCH_SIZE_KEY)
         self.discriminator: Optional[PatchDiscriminator] = None
         if self.config.use_adversarial:
-            self.discriminator = self.config.discriminator.setup()
+            self.discriminator = self.config.discriminator.setup(patch_size=patch_size)
         adversarial = self.config.adversarial_loss
         if not self.config.use_feature_matching:
             adversarial = AdversarialLossConfig(**{**vars(adversarial), "lambda_fm": 0.0})
         self.adversarial_loss: MaskedAdversarialLoss = adversarial.setup()
-        self._mask_lpips: Optional[nn.Module] = None
-        self._last_patches: Optional[Tuple[Tensor, Tensor, Tensor]] = None
-        self._metrics: Optional[InpaintingMetrics] = None
+        self._evaluation_networks: Dict[str, Any] = {}
+        """Networks built on first use and never saved in checkpoints (in-mask LPIPS, evaluation metrics): a
+        plain dict, so torch does not register them as submodules."""
+
+    def _populate_nerfacto_modules(self) -> None:
+        """The body of nerfacto's ``populate_modules`` (nerfstudio 1.1.5) without its LPIPS metric."""
+        scene_contraction = None if self.config.disable_scene_contraction else SceneContraction(order=float("inf"))
+        appearance_embedding_dim = self.config.appearance_embed_dim if self.config.use_appearance_embedding else 0
+        self.field = NerfactoField(
+            self.scene_box.aabb,
+            hidden_dim=self.config.hidden_dim,
+            num_levels=self.config.num_levels,
+            max_res=self.config.max_res,
+            base_res=self.config.base_res,
+            features_per_level=self.config.features_per_level,
+            log2_hashmap_size=self.config.log2_hashmap_size,
+            hidden_dim_color=self.config.hidden_dim_color,
+            hidden_dim_transient=self.config.hidden_dim_transient,
+            spatial_distortion=scene_contraction,
+            num_images=self.num_train_data,
+            use_pred_normals=self.config.predict_normals,
+            use_average_appearance_embedding=self.config.use_average_appearance_embedding,
+            appearance_embedding_dim=appearance_embedding_dim,
+            average_init_density=self.config.average_init_density,
+            implementation=self.config.implementation,
+        )
+        self.camera_optimizer: CameraOptimizer = self.config.camera_optimizer.setup(
+            num_cameras=self.num_train_data, device="cpu"
+        )
+        self.density_fns = []
+        num_prop_nets = self.config.num_proposal_iterations
+        self.proposal_networks = torch.nn.ModuleList()
+        if self.config.use_same_proposal_network:
+            assert len(self.config.proposal_net_args_list) == 1, "Only one proposal network is allowed."
+            network = HashMLPDensityField(
+                self.scene_box.aabb,
+                spatial_distortion=scene_contraction,
+                **self.config.proposal_net_args_list[0],
+                average_init_density=self.config.average_init_density,
+                implementation=self.config.implementation,
+            )
+            self.proposal_networks.append(network)
+            self.density_fns.extend([network.density_fn for _ in range(num_prop_nets)])
+        else:
+            for i in range(num_prop_nets):
+                prop_net_args = self.config.proposal_net_args_list[min(i, len(self.config.proposal_net_args_list) - 1)]
+                network = HashMLPDensityField(
+                    self.scene_box.aabb,
+                    spatial_distortion=scene_contraction,
+                    **prop_net_args,
+                    average_init_density=self.config.average_init_density,
+                    implementation=self.config.implementation,
+                )
+                self.proposal_networks.append(network)
+            self.density_fns.extend([network.density_fn for network in self.proposal_networks])
+
+        def update_schedule(step):
+            return np.clip(
+                np.interp(step, [0, self.config.proposal_warmup], [0, self.config.proposal_update_every]),
+                1,
+                self.config.proposal_update_every,
+            )
+
+        initial_sampler = None  # None is for piecewise as default (see ProposalNetworkSampler)
+        if self.config.proposal_initial_sampler == "uniform":
+            initial_sampler = UniformSampler(single_jitter=self.config.use_single_jitter)
+        self.proposal_sampler = ProposalNetworkSampler(
+            num_nerf_samples_per_ray=self.config.num_nerf_samples_per_ray,
+            num_proposal_samples_per_ray=self.config.num_proposal_samples_per_ray,
+            num_proposal_network_iterations=self.config.num_proposal_iterations,
+            single_jitter=self.config.use_single_jitter,
+            update_sched=update_schedule,
+            initial_sampler=initial_sampler,
+        )
+        self.collider = NearFarCollider(near_plane=self.config.near_plane, far_plane=self.config.far_plane)
+        self.renderer_rgb = RGBRenderer(background_color=self.config.background_color)
+        self.renderer_accumulation = AccumulationRenderer()
+        self.renderer_depth = DepthRenderer(method="median")
+        self.renderer_expected_depth = DepthRenderer(method="expected")
+        self.renderer_normals = NormalsRenderer()
+        self.normals_shader = NormalsShader()
+        self.rgb_loss = MSELoss()
+        from torchmetrics.functional import structural_similarity_index_measure
+        from torchmetrics.image import PeakSignalNoiseRatio
+
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = structural_similarity_index_measure
+        self.step = 0
 
     def get_extra_state(self) -> Dict[str, Any]:
         """The proposal sampler's schedule counters, which nerfacto leaves out of checkpoints (a resumed run would
@@ -138,95 +252,86 @@ class MaldNerfModel(NerfactoModel):
                     sliced[key] = [item[:num_recon] for item in outputs[key]]
         return sliced
 
-    def _patches(self, outputs: Dict, batch: Dict) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
-        """(real, fake, mask) patches as [B, 3, P, P], [B, 3, P, P], [B, 1, P, P], or None without patches. The
-        patch rays follow the batch's observed rays in ``outputs``, or are all of them (``patch_rays_only``)."""
+    def _patches(self, outputs: Dict, batch: Dict) -> Optional[PatchBatch]:
+        """The batch's patches (real, rendered, mask), or None without patches. The patch rays follow the batch's
+        observed rays in ``outputs``, or are all of them (``patch_rays_only``)."""
         if "patch_real" not in batch:
             return None
         real = batch["patch_real"].to(self.device)
         num_patches, size = real.shape[0], real.shape[1]
         first = 0 if batch.get("patch_rays_only", False) else self._num_recon(outputs, batch)
-        fake = outputs["rgb"][first:].reshape(num_patches, size, size, 3)
-        mask = batch["patch_mask"].to(self.device)
-        return real.permute(0, 3, 1, 2), fake.permute(0, 3, 1, 2), mask.permute(0, 3, 1, 2)
+        return PatchBatch(
+            real=rays_to_patches(real.reshape(-1, 3), size),
+            fake=rays_to_patches(outputs["rgb"][first:], size),
+            mask=rays_to_patches(batch["patch_mask"].to(self.device).reshape(num_patches * size * size, 1), size),
+        )
 
     # ---------------------------------------------------------------- losses
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         return super().get_metrics_dict(self._recon_outputs(outputs, self._num_recon(outputs, batch)), batch)
 
+    def get_reconstruction_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        """nerfacto's losses on the batch's observed rays."""
+        return super().get_loss_dict(self._recon_outputs(outputs, self._num_recon(outputs, batch)), batch, metrics_dict)
+
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         """nerfacto's losses on the observed rays plus the inpainting losses on the patch rays."""
-        num_recon = self._num_recon(outputs, batch)
-        loss_dict = super().get_loss_dict(self._recon_outputs(outputs, num_recon), batch, metrics_dict)
-        loss_dict.update(self.get_inpainting_loss_dict(outputs, batch))
-        return loss_dict
+        losses = self.get_reconstruction_loss_dict(outputs, batch, metrics_dict)
+        losses.update(self.get_inpainting_losses(outputs, batch).losses)
+        return losses
 
-    def get_inpainting_loss_dict(self, outputs: Dict, batch: Dict) -> Dict[str, Tensor]:
-        """The losses inside the masks (adversarial, feature matching, ablation terms); empty without patches.
-        Keeps the detached patches for this iteration's discriminator step."""
+    def get_inpainting_losses(self, outputs: Dict, batch: Dict) -> InpaintingLosses:
+        """The losses inside the masks (adversarial with feature matching, ablation terms) and the patches the
+        discriminator step needs; nothing without patches or outside training."""
         patches = self._patches(outputs, batch) if self.training else None
-        self._last_patches = None
-        loss_dict: Dict[str, Tensor] = {}
         if patches is None:
-            return loss_dict
-        num_recon = int(batch["num_recon_rays"])
-        real, fake, mask = patches
-        inside = mask.float()
+            return InpaintingLosses(losses={}, metrics={})
+        losses: Dict[str, Tensor] = {}
+        metrics: Dict[str, Tensor] = {}
+        for_discriminator = None
         if self.discriminator is not None:
-            out = self.adversarial_loss.generator_loss(self.discriminator, real, fake, mask)
-            loss_dict["adversarial_loss"] = self.adversarial_loss.config.lambda_adv * out.adversarial
-            if self.config.use_feature_matching:
-                loss_dict["feature_matching_loss"] = self.adversarial_loss.config.lambda_fm * out.feature_matching
-            self._last_patches = (real.detach(), fake.detach(), mask)
+            out = self.adversarial_loss.generator_loss(self.discriminator, patches.real, patches.fake, patches.mask)
+            losses["adversarial_loss"] = out.loss  # lambda_adv * adversarial + lambda_fm * feature matching
+            metrics.update(out.metrics())
+            for_discriminator = patches.detached()
         if self.config.use_mask_l1:
             # Normalised as if the masked pixels were extra rays of the reconstruction batch, so that a masked
             # pixel weighs what an observed one does (a mean over the mask alone would weigh each far more).
-            l1 = ((fake - real).abs() * inside).sum() / (3.0 * (num_recon + inside.sum()))
-            loss_dict["mask_l1_loss"] = self.config.mask_l1_mult * l1
+            inside = patches.mask.float()
+            num_recon = int(batch["num_recon_rays"])
+            l1 = ((patches.fake - patches.real).abs() * inside).sum() / (3.0 * (num_recon + inside.sum()))
+            losses["mask_l1_loss"] = self.config.mask_l1_mult * l1
         if self.config.use_mask_lpips:
             lpips = self.mask_lpips_net()
-            loss_dict["mask_lpips_loss"] = self.config.mask_lpips_mult * lpips(
-                mask_patches(fake, mask), mask_patches(real, mask)
+            losses["mask_lpips_loss"] = self.config.mask_lpips_mult * lpips(
+                mask_patches(patches.fake, patches.mask), mask_patches(patches.real, patches.mask)
             ).mean()
-        return loss_dict
+        return InpaintingLosses(losses=losses, metrics=metrics, patches=for_discriminator)
 
     def mask_lpips_net(self) -> nn.Module:
         """The LPIPS network of the in-mask LPIPS loss (raises MaldSetupError when its weights are missing)."""
-        if self._mask_lpips is None:
+        if "mask_lpips" not in self._evaluation_networks:
             from mald_nerfstudio.eval.metric_networks import build_lpips
 
             net = build_lpips().to(self.device)
             net.requires_grad_(False)
-            object.__setattr__(self, "_mask_lpips", net)  # not a submodule: never saved in checkpoints
-        assert self._mask_lpips is not None
-        return self._mask_lpips
+            self._evaluation_networks["mask_lpips"] = net
+        return self._evaluation_networks["mask_lpips"]
 
-    def get_discriminator_loss_dict(self, step: int) -> Dict[str, Tensor]:
-        """The discriminator's loss on this iteration's patches (renders detached); empty when there are none."""
-        if self.discriminator is None or self._last_patches is None:
-            return {}
-        real, fake, mask = self._last_patches
-        out = self.adversarial_loss.discriminator_loss(self.discriminator, real, fake, mask, step)
-        logs = {
-            "discriminator_loss": out.loss,
-            "discriminator_adversarial": out.adversarial.detach(),
-            "d_real_logit": out.real_logit,
-            "d_fake_logit": out.fake_logit,
-            "d_real_prob": torch.sigmoid(out.real_logit),
-            "d_fake_prob": torch.sigmoid(out.fake_logit),
-        }
-        if out.r1_applied:
-            logs["r1_penalty"] = out.r1.detach()
-        return logs
+    def get_discriminator_losses(self, patches: PatchBatch, step: int) -> Optional[DiscriminatorLossOutput]:
+        """The discriminator's loss on an iteration's patches (renders detached); None without a discriminator."""
+        if self.discriminator is None:
+            return None
+        return self.adversarial_loss.discriminator_loss(self.discriminator, patches.real, patches.fake,
+                                                        patches.mask, step)
 
     # ------------------------------------------------------------ evaluation
     @property
     def metrics(self) -> InpaintingMetrics:
         """Evaluation metrics, built on first use (networks come from local weight files only)."""
-        if self._metrics is None:
-            object.__setattr__(self, "_metrics", self.config.metrics.setup(device=self.device))
-        assert self._metrics is not None
-        return self._metrics
+        if "metrics" not in self._evaluation_networks:
+            self._evaluation_networks["metrics"] = self.config.metrics.setup(device=self.device)
+        return self._evaluation_networks["metrics"]
 
     def get_image_metrics_and_images(self, outputs, batch):
         gt = self.renderer_rgb.blend_background(batch["image"].to(self.device))
@@ -236,6 +341,7 @@ class MaldNerfModel(NerfactoModel):
         images = {"img": torch.cat([gt, pred], dim=1)}
         if mask is not None:
             images["inpaint_mask"] = mask.to(self.device).float().expand_as(pred)
-            overlay = torch.where(mask.to(self.device), 0.5 * pred + 0.5 * torch.tensor([1.0, 0.0, 1.0], device=self.device), pred)
+            magenta = torch.tensor([1.0, 0.0, 1.0], device=self.device)
+            overlay = torch.where(mask.to(self.device), 0.5 * pred + 0.5 * magenta, pred)
             images["mask_overlay"] = overlay
         return metrics, images

@@ -8,7 +8,8 @@ refreshed in turn) are re-inpainted from the NeRF's current render of the view w
 strength ``t(k) = t_max - (t_max - t_min) * sqrt(k / K)``, ``k`` the update index and ``K`` the index of the
 last update. Pixels outside the masks always stay the original pixels.
 
-The update counter lives in the datamanager's checkpointed state, so a resumed run continues the schedule.
+The update counter lives in the datamanager's checkpointed state, so a resumed run continues the schedule. The
+updater returns the views it changed; the pipeline's training callback shows them in the viewer.
 """
 
 from __future__ import annotations
@@ -44,8 +45,7 @@ class DatasetUpdateConfig:
     first_update_step: int = 2000
     """Step of the first update; before it the NeRF learns from the initial inpainting only."""
     warmup_steps: int = 0
-    """Steps on observed pixels only before the initial inpainting, which then starts from the render (0: inpaint
-    the original views before training, as the paper)."""
+    """Steps on observed pixels only before the initial inpainting from the render (0: inpaint first, as the paper)."""
     initial_strength: float = 1.0
     """Strength of the initial inpainting from the render after a warm-up (1: the render is ignored)."""
     t_max: float = 0.85
@@ -128,24 +128,22 @@ class DatasetUpdater:
         model: "Model",
         inpainter: Inpainter,
         max_num_iterations: int,
-        batch_size: int = 1,
-        on_update: Optional[Callable[[List[int]], None]] = None,
         schedule_horizon: Optional[int] = None,
     ) -> None:
+        noise_strength(0, 1, config.t_max, config.t_min)  # a wrong range stops here, before any update
         self.config = config
         self.datamanager = datamanager
         self.model = model
         self.inpainter = inpainter
         self.max_num_iterations = max_num_iterations
-        self.batch_size = max(1, batch_size)
-        self.on_update = on_update
+        self.batch_size = max(1, inpainter.views_per_call)
         self.update_steps = set(scheduled_update_steps(config, max_num_iterations))
         # A resumed run that was lengthened keeps updating every U steps, at t_min past the original horizon's K.
         self.last_index = last_update_index(config, schedule_horizon or max_num_iterations)
 
-    def initial_inpainting(self, from_render: bool = False) -> None:
+    def initial_inpainting(self, from_render: bool = False) -> List[int]:
         """Inpaint every masked training view (progress bar): at full strength from its original image, or with
-        ``from_render`` at ``initial_strength`` from the NeRF's render of the view."""
+        ``from_render`` at ``initial_strength`` from the NeRF's render of the view. Returns the views."""
         views = self.datamanager.views_with_masks().tolist()
         strength = self.config.initial_strength if from_render else 1.0
         with Progress(
@@ -157,9 +155,8 @@ class DatasetUpdater:
             task = progress.add_task("[green]Inpainting training views", total=len(views))
             with self.inpainter.session():  # the LDM moves to the GPU once for the whole pass
                 self._initial_pass(views, strength, from_render, progress, task)
-        self.datamanager.initialized = True
-        if self.on_update is not None:
-            self.on_update(views)
+        self.datamanager.finish_initial_inpainting()
+        return views
 
     def _initial_pass(self, views: List[int], strength: float, from_render: bool, progress: Progress, task) -> None:
         for start in range(0, len(views), self.batch_size):
@@ -187,21 +184,21 @@ class DatasetUpdater:
         start = update_index * self.config.views_per_update
         return [views[(start + i) % len(views)] for i in range(count)]
 
-    def step(self, step: int) -> bool:
+    def step(self, step: int) -> List[int]:
         """Run the initial inpainting once the warm-up is over, or the update scheduled at ``step``, if any.
-        Returns whether the inpainted images changed."""
+        Returns the views whose inpainted images changed (none: nothing ran)."""
         if not self.datamanager.initialized:
             if step + 1 < self.config.warmup_steps:
-                return False
-            self.initial_inpainting(from_render=True)
+                return []
+            views = self.initial_inpainting(from_render=True)
             writer.put_scalar("Dataset update/strength", self.config.initial_strength, step)
-            return True
+            return views
         if step not in self.update_steps:
-            return False
+            return []
         k = self.datamanager.num_updates
         views = self.views_of_update(k)
         if not views:
-            return False
+            return []
         strength = self.strength(k)
         with self.inpainter.session():
             for start in range(0, len(views), self.batch_size):
@@ -215,6 +212,4 @@ class DatasetUpdater:
         self.datamanager.record_update(step, strength)
         writer.put_scalar("Dataset update/strength", strength, step)
         writer.put_scalar("Dataset update/count", k + 1, step)
-        if self.on_update is not None:
-            self.on_update(views)
-        return True
+        return views

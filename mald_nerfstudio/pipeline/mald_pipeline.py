@@ -1,21 +1,24 @@
 """The MALD-NeRF pipeline: nerfstudio's VanillaPipeline plus the 2D inpainter and the dataset updates.
 
-Before the first training step (:meth:`MaldPipeline.prepare_training`, called by the trainer):
+Its training callbacks (nerfstudio's hooks, which get the trainer and so the viewer through
+``TrainingCallbackAttributes``) drive the inpainting:
 
-1. when the latent diffusion inpainter is used and customisation is on, LoRA-customise it to the scene
-   (cached per scene, see :mod:`mald_nerfstudio.inpaint.lora`);
-2. inpaint every masked training view once at full strength.
+1. before the first training step (:meth:`MaldPipeline.prepare_training`): when the latent diffusion inpainter is
+   used and customisation is on, LoRA-customise it to the scene (cached per scene, see
+   :mod:`mald_nerfstudio.inpaint.lora`), then inpaint every masked training view once at full strength. Both are
+   skipped when the run resumes from a checkpoint that already holds the inpainted images;
+2. after every step: the scheduled dataset update, if one is due (:mod:`mald_nerfstudio.pipeline.dataset_update`),
+   and the refreshed images, the update count and the current strength in the viewer.
 
-Both are skipped when the run resumes from a checkpoint that already holds the inpainted images. During
-training a callback runs the scheduled dataset updates (:mod:`mald_nerfstudio.pipeline.dataset_update`) and the
-viewer shows the refreshed images, the update count and the current strength.
+Each iteration's losses come as loss phases (:meth:`MaldPipeline.get_train_loss_phases`), one per NeRF optimizer
+step; the inpainting phase hands the trainer the patches its discriminator step judges.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Type
 
 import torch
 
@@ -27,20 +30,17 @@ from nerfstudio.viewer.viewer_elements import ViewerNumber
 
 from mald_nerfstudio.data.datamanager import MaldDataManager, MaldDataManagerConfig
 from mald_nerfstudio.eval.evaluate import evaluate_views, evaluate_without_ground_truth
-from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
-from mald_nerfstudio.inpaint.exemplar import ExemplarInpainterConfig
+from mald_nerfstudio.inpaint.base import Inpainter, NoInpainterConfig
+from mald_nerfstudio.inpaint.choices import AnnotatedInpainterUnion
 from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig
-from mald_nerfstudio.inpaint.lora import (
-    LoRACustomizationConfig,
-    customize,
-    load_adapter,
-    read_adapter_files,
-    write_adapter_files,
-)
-from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
-from mald_nerfstudio.model.mald_model import MaldNerfModel, MaldNerfModelConfig
+from mald_nerfstudio.inpaint.lora.adapter import read_adapter_files, write_adapter_files
+from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig, customize
+from mald_nerfstudio.model.mald_model import LossPhase, MaldNerfModel, MaldNerfModelConfig
 from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, DatasetUpdater
 from mald_nerfstudio.pipeline.viewer_feedback import refresh_camera_thumbnails
+
+if TYPE_CHECKING:
+    from mald_nerfstudio.trainer import MaldTrainer
 
 
 @dataclass
@@ -53,16 +53,8 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     """Data manager: observed rays and mask patches."""
     model: MaldNerfModelConfig = field(default_factory=MaldNerfModelConfig)
     """The NeRF and its losses."""
-    inpainter: Literal["ldm", "exemplar", "telea", "none"] = "ldm"
-    """2D inpainter: 'ldm' (latent diffusion, the paper's), 'exemplar' (offline patch-based: sharp fills that
-    differ per view, like an LDM's), 'telea' (OpenCV, offline, smooth and nearly view-consistent fills), 'none'
-    (no inpainting: the masked pixels are simply ignored, the 'nerfacto-masked' baseline)."""
-    ldm: LDMInpainterConfig = field(default_factory=LDMInpainterConfig)
-    """Latent diffusion inpainter (used when inpainter is 'ldm')."""
-    exemplar: ExemplarInpainterConfig = field(default_factory=ExemplarInpainterConfig)
-    """Exemplar inpainter (used when inpainter is 'exemplar')."""
-    telea: TeleaInpainterConfig = field(default_factory=TeleaInpainterConfig)
-    """OpenCV inpainter (used when inpainter is 'telea')."""
+    inpainter: AnnotatedInpainterUnion = field(default_factory=LDMInpainterConfig)
+    """2D inpainter: ldm (latent diffusion, the paper's), exemplar, telea (offline), none (holes ignored)."""
     customization: LoRACustomizationConfig = field(default_factory=LoRACustomizationConfig)
     """Per-scene LoRA customisation of the LDM before training (ldm inpainter only; cached per scene)."""
     dataset_update: DatasetUpdateConfig = field(default_factory=DatasetUpdateConfig)
@@ -78,15 +70,10 @@ class MaldPipeline(VanillaPipeline):
     datamanager: MaldDataManager
 
     def __init__(self, config: MaldPipelineConfig, device: str, test_mode: str = "val", *args, **kwargs):
-        # The discriminator sees exactly the patches the datamanager cuts: one size, set in one place.
-        config.model.discriminator.patch_size = config.datamanager.inpaint_patch_size
-        if config.inpainter == "none" and config.datamanager.num_inpaint_patches > 0:
-            # Without inpainted images, patches would teach the NeRF the object itself.
-            CONSOLE.print("inpainter 'none': no mask patches, no supervision inside the masks (nerfacto-masked).")
-            config.datamanager.num_inpaint_patches = 0
         super().__init__(config, device, test_mode, *args, **kwargs)  # type: ignore[arg-type]
         self._inpainter: Optional[Inpainter] = None
         self.updater: Optional[DatasetUpdater] = None
+        self._prepared = False
         self.lora_adapter_files: Dict[str, torch.Tensor] = {}
         """The files of the scene's LoRA adapter (bytes as uint8 tensors), kept in every checkpoint so a resume
         loads the same adapter without the cache and without training it again."""
@@ -94,42 +81,40 @@ class MaldPipeline(VanillaPipeline):
         self.viewer_strength = ViewerNumber("Current update strength", 1.0, disabled=True)
         if test_mode == "val":
             # Fail at start-up, not after data loading and pre-training work, when weights are missing.
-            if config.inpainter == "ldm":
-                self.inpainter.check_available()  # type: ignore[attr-defined]
+            self.inpainter.check_available()
             if isinstance(self.model, MaldNerfModel) and config.model.use_mask_lpips:
                 self.model.mask_lpips_net()
 
     # -------------------------------------------------------------- inpainter
-    def inpainter_config(self) -> InpainterConfig:
-        """The configuration of the selected 2D inpainter."""
-        return getattr(self.config, self.config.inpainter)
-
-    def _ldm_device(self) -> str:
-        return self.config.ldm.device or str(self.device)
+    @property
+    def inpaints(self) -> bool:
+        """Whether this run inpaints the masks at all (the 'none' inpainter leaves them unsupervised)."""
+        return not isinstance(self.config.inpainter, NoInpainterConfig)
 
     @property
     def inpainter(self) -> Inpainter:
         """The 2D inpainter, built on first use (an LDM's weights load only when it first inpaints)."""
         if self._inpainter is None:
-            device = self._ldm_device() if self.config.inpainter == "ldm" else "cpu"
-            self._inpainter = self.inpainter_config().setup(device=device)
+            self._inpainter = self.config.inpainter.setup(device=str(self.device))
         return self._inpainter
 
     # ---------------------------------------------------------- preparation
-    def prepare_training(self, trainer: Any) -> None:
+    def prepare_training(self, trainer: "MaldTrainer") -> None:
         """Customise the LDM, then inpaint the training views (skipped when a checkpoint restored them)."""
-        if self.config.inpainter == "none":
+        self._prepared = True
+        if not self.inpaints:
             CONSOLE.print("No inpainter: the masked pixels are ignored and nothing supervises the holes.")
             return
+        inpainter = self.inpainter
         if (
-            isinstance(self.inpainter, LDMInpainter)
+            isinstance(inpainter, LDMInpainter)
             and self.config.customization.enabled
-            and self.config.ldm.lora_adapter is None  # a given adapter is used as it is
+            and inpainter.config.lora_adapter is None  # a given adapter is used as it is
         ):
             run_adapter = Path(trainer.base_dir) / "lora_adapter"
             if self.lora_adapter_files:
                 write_adapter_files(run_adapter, self.lora_adapter_files)
-                load_adapter(self.inpainter, run_adapter)
+                inpainter.load_adapter(run_adapter)
                 CONSOLE.print(f"LoRA adapter restored from the checkpoint into {run_adapter} (not trained again).")
             else:
                 self.customize_ldm(run_adapter)
@@ -137,11 +122,9 @@ class MaldPipeline(VanillaPipeline):
             self.config.dataset_update,
             self.datamanager,
             self.model,
-            self.inpainter,
-            max_num_iterations=getattr(trainer, "run_length", trainer.config.max_num_iterations),
-            schedule_horizon=getattr(trainer, "schedule_horizon", None),
-            batch_size=getattr(self.inpainter_config(), "batch_size", 1),
-            on_update=lambda views: self._show_update(trainer, views),
+            inpainter,
+            max_num_iterations=trainer.run_length,
+            schedule_horizon=trainer.schedule_horizon,
         )
         if self.datamanager.initialized:
             CONSOLE.print(
@@ -154,7 +137,7 @@ class MaldPipeline(VanillaPipeline):
                 f"{self.config.dataset_update.initial_strength}."
             )
         else:
-            self.updater.initial_inpainting()
+            self._show_update(trainer, self.updater.initial_inpainting())
         steps = sorted(self.updater.update_steps)
         if steps:
             CONSOLE.print(
@@ -175,7 +158,7 @@ class MaldPipeline(VanillaPipeline):
             writer.put_scalar("LoRA customisation/loss", loss, step)
 
         adapter = customize(self.inpainter, images, self.datamanager.masks, self.config.customization, on_loss=log_loss)
-        load_adapter(self.inpainter, adapter)
+        self.inpainter.load_adapter(adapter)
         self.lora_adapter_files = read_adapter_files(adapter)
         write_adapter_files(run_adapter, self.lora_adapter_files)
         CONSOLE.print(f"LDM customised to the scene with LoRA adapter {adapter} (copied to {run_adapter})")
@@ -200,25 +183,40 @@ class MaldPipeline(VanillaPipeline):
         if history:
             self.viewer_strength.value = float(history[-1][1])
 
-    def _show_update(self, trainer: Any, views: List[int]) -> None:
+    def _show_update(self, trainer: "MaldTrainer", views: List[int]) -> None:
+        """The update numbers, and the refreshed views' thumbnails when the run has a viewer."""
         self._show_update_numbers()
-        viewer_state = getattr(trainer, "viewer_state", None)
-        if viewer_state is not None:
-            refresh_camera_thumbnails(viewer_state, self.datamanager.train_dataset, views)
+        if views and trainer.viewer_state is not None:
+            refresh_camera_thumbnails(trainer.viewer_state, self.datamanager.train_dataset, views)
 
-    def _dataset_update_callback(self, step: int) -> None:
+    def _prepare_before_first_step(self, trainer: "MaldTrainer", step: int) -> None:
+        if not self._prepared:  # the viewer's scene is up by now, so it shows the cameras during the preparation
+            self.prepare_training(trainer)
+
+    def _update_after_step(self, trainer: "MaldTrainer", step: int) -> None:
         if self.updater is not None:
-            self.updater.step(step)  # each pass offloads the LDM at its end (Inpainter.session)
+            self._show_update(trainer, self.updater.step(step))  # each pass offloads the LDM at its end
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
+        """nerfstudio's callbacks, then the preparation before the first step and the dataset update after each."""
         callbacks = super().get_training_callbacks(training_callback_attributes)
-        callbacks.append(
+        trainer = training_callback_attributes.trainer
+        callbacks += [
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
+                update_every_num_iters=1,
+                func=self._prepare_before_first_step,
+                args=[trainer],
+            ),
             TrainingCallback(
                 where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
                 update_every_num_iters=1,
-                func=self._dataset_update_callback,
-            )
-        )
+                func=self._update_after_step,
+                args=[trainer],
+            ),
+        ]
         return callbacks
 
     # ------------------------------------------------------------ evaluation
@@ -242,34 +240,30 @@ class MaldPipeline(VanillaPipeline):
         return evaluate_views(self, output_path=output_path, with_details=get_std, get_std=get_std)
 
     # --------------------------------------------------------------- losses
-    def get_train_loss_phases(self, step: int) -> Iterator[Tuple[str, Dict[str, torch.Tensor], Dict[str, Any]]]:
-        """The NeRF's losses of one iteration as (name, loss dict, metrics dict), one per NeRF optimizer step.
+    def get_train_loss_phases(self, step: int) -> Iterator[LossPhase]:
+        """The NeRF's losses of one iteration, one :class:`LossPhase` per NeRF optimizer step.
 
         One ``"nerf"`` phase renders observed and patch rays together (their losses are summed); with
         ``separate_inpainting_step`` a ``"reconstruction"`` phase renders the observed rays, and once the trainer
         has stepped on it, an ``"inpainting"`` phase renders the patch rays with the updated field. The forward
-        pass of a phase runs when the trainer asks for it, so the trainer's autocast covers it.
+        pass of a phase runs when the trainer asks for it, so the trainer's autocast covers it. The phase with the
+        patch rays carries the patches of the iteration's discriminator step.
         """
         ray_bundle, batch = self.datamanager.next_train(step)
-        model = self.model
-        separate = self.config.separate_inpainting_step and isinstance(model, MaldNerfModel)
-        if not separate or "patch_real" not in batch:
+        model: MaldNerfModel = self.model  # type: ignore[assignment]
+        if not self.config.separate_inpainting_step or "patch_real" not in batch:
             outputs = self._model(ray_bundle)
-            metrics_dict = model.get_metrics_dict(outputs, batch)
-            yield "nerf", model.get_loss_dict(outputs, batch, metrics_dict), metrics_dict
+            metrics = model.get_metrics_dict(outputs, batch)
+            losses = model.get_reconstruction_loss_dict(outputs, batch, metrics)
+            inpainting = model.get_inpainting_losses(outputs, batch)
+            yield LossPhase("nerf", {**losses, **inpainting.losses}, {**metrics, **inpainting.metrics},
+                            inpainting.patches)
             return
         num_recon = int(batch["num_recon_rays"])
         recon_batch = {key: value for key, value in batch.items() if not key.startswith("patch_")}
         outputs = self._model(ray_bundle[:num_recon])
-        metrics_dict = model.get_metrics_dict(outputs, recon_batch)
-        yield "reconstruction", model.get_loss_dict(outputs, recon_batch, metrics_dict), metrics_dict
-        patch_batch = {**batch, "patch_rays_only": True}
+        metrics = model.get_metrics_dict(outputs, recon_batch)
+        yield LossPhase("reconstruction", model.get_reconstruction_loss_dict(outputs, recon_batch, metrics), metrics)
         outputs = self._model(ray_bundle[num_recon:])
-        yield "inpainting", model.get_inpainting_loss_dict(outputs, patch_batch), {}
-
-    def get_discriminator_loss_dict(self, step: int) -> Dict[str, torch.Tensor]:
-        """The discriminator's loss on the patches of the current iteration (used by the trainer)."""
-        model = self.model
-        if isinstance(model, MaldNerfModel):
-            return model.get_discriminator_loss_dict(step)
-        return {}
+        inpainting = model.get_inpainting_losses(outputs, {**batch, "patch_rays_only": True})
+        yield LossPhase("inpainting", inpainting.losses, inpainting.metrics, inpainting.patches)

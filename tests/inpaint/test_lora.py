@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -14,17 +16,10 @@ from safetensors.torch import load_file
 
 from mald_nerfstudio.errors import MaldInputError
 from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig
-from mald_nerfstudio.inpaint.lora import (
-    ADAPTER_WEIGHTS,
-    CustomizeCommand,
-    LoRACustomizationConfig,
-    customize,
-    load_adapter,
-    masked_diffusion_loss,
-    object_latent_mask,
-    read_scene_folders,
-    training_batch,
-)
+from mald_nerfstudio.inpaint.lora.adapter import ADAPTER_WEIGHTS
+from mald_nerfstudio.inpaint.lora.cli import CustomizeCommand, read_scene_folders
+from mald_nerfstudio.inpaint.lora.data import masked_diffusion_loss, object_latent_mask, training_batch
+from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig, customize
 from mald_nerfstudio.inpaint.partial_ddim import masked_image_condition
 
 TRAIN_STEPS = 60
@@ -151,7 +146,7 @@ def test_saved_adapter_reloads_and_changes_output(tiny_ldm_dir, trained):
     ldm = _inpainter(tiny_ldm_dir, scene_token="sks", guidance_scale=1.0)
     images, masks = trained["images"][:1], trained["masks"][:1]
     base = ldm.inpaint(images, masks, seeds=[0])
-    load_adapter(ldm, trained["adapter"])
+    ldm.load_adapter(trained["adapter"])
     assert ldm.prompt == "a photo of sks scene"
     customised = ldm.inpaint(images, masks, seeds=[0])
     assert (customised - base)[masks].abs().max() > 1e-3
@@ -199,12 +194,13 @@ def test_command_line_writes_adapter(tiny_ldm_dir, tmp_path, capsys):
 def test_adapter_in_config_is_loaded_with_its_scene_token(tiny_ldm_dir, trained):
     ldm = _inpainter(tiny_ldm_dir, lora_adapter=trained["adapter"])
     assert ldm.prompt == "a photo of sks scene"
+    assert ldm.config.scene_token is None  # the adapter's token is the inpainter's, the config is left as it was
     assert ldm.pipe.get_list_adapters() == {"unet": ["scene"], "text_encoder": ["scene"]}
 
 
 def test_cuda_grad_scaler_is_found_on_old_and_new_torch(monkeypatch):
     """torch.amp.GradScaler("cuda") exists from torch 2.3 on; before, the scaler is torch.cuda.amp.GradScaler."""
-    from mald_nerfstudio.inpaint.lora import cuda_grad_scaler
+    from mald_nerfstudio.inpaint.lora.training import cuda_grad_scaler
 
     assert isinstance(cuda_grad_scaler(enabled=False), torch.amp.GradScaler)
     monkeypatch.delattr(torch.amp, "GradScaler")
@@ -225,7 +221,7 @@ def test_adapter_metadata_is_passed_only_where_diffusers_accepts_it(tiny_ldm_dir
     from peft import LoraConfig
 
     from mald_nerfstudio.errors import MaldSetupError
-    from mald_nerfstudio.inpaint.lora import adapter_metadata_kwargs
+    from mald_nerfstudio.inpaint.lora.adapter import adapter_metadata_kwargs
 
     lora = LoraConfig(r=4, lora_alpha=4.0, target_modules=["to_q"])
     current = adapter_metadata_kwargs(StableDiffusionInpaintPipeline.save_lora_weights, lora, None)
@@ -237,3 +233,37 @@ def test_adapter_metadata_is_passed_only_where_diffusers_accepts_it(tiny_ldm_dir
     images, masks = _toy_scene()
     with pytest.raises(MaldSetupError, match="alpha"):
         customize(ldm, images, masks, _config(tmp_path, steps=1, alpha=8.0), show_progress=False)
+
+
+def test_loaded_adapter_prompts_with_its_token_and_leaves_the_config(tiny_ldm_dir, trained):
+    """An adapter's own scene token and prompt are used by the inpainter without rewriting its config; unloading
+    the adapter goes back to the config's prompt."""
+    ldm = _inpainter(tiny_ldm_dir, scene_token="other", scene_prompt="{token} room")
+    assert ldm.prompt == "other room"
+    ldm.load_adapter(trained["adapter"])
+    assert ldm.prompt == "a photo of sks scene"
+    assert (ldm.config.scene_token, ldm.config.scene_prompt) == ("other", "{token} room")
+    ldm.unload_lora()
+    assert ldm.prompt == "other room"
+
+
+def test_loading_a_folder_that_is_no_adapter_is_refused(tiny_ldm_dir, tmp_path):
+    from mald_nerfstudio.errors import MaldSetupError
+
+    ldm = LDMInpainterConfig(model=str(tiny_ldm_dir)).setup(device="cpu")
+    with pytest.raises(MaldSetupError, match="not a LoRA adapter folder"):
+        ldm.load_adapter(tmp_path)
+
+
+def test_adapter_module_does_not_import_the_inpainter():
+    """ldm.py imports lora/adapter.py to load adapters, so adapter.py (and the package) must not import ldm.py."""
+    code = (
+        "import sys\n"
+        "import mald_nerfstudio.inpaint.lora.adapter\n"
+        "assert 'mald_nerfstudio.inpaint.ldm' not in sys.modules, 'adapter imported ldm'\n"
+        "import mald_nerfstudio.inpaint.ldm\n"
+        "assert 'mald_nerfstudio.inpaint.lora.training' not in sys.modules, 'ldm imported the training'\n"
+        "import mald_nerfstudio.inpaint.lora.training\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -199,7 +199,7 @@ def test_missing_local_folder_gives_setup_error(tmp_path):
         ldm.check_available()
     message = str(info.value)
     assert str(tmp_path / "no" / "such" / "folder") in message
-    assert "--pipeline.ldm.model" in message and "--pipeline.inpainter exemplar" in message
+    assert "--pipeline.inpainter.model" in message and "pipeline.inpainter:exemplar" in message
 
 
 def test_uncached_hub_id_fails_fast_offline(tmp_path, monkeypatch):
@@ -211,7 +211,7 @@ def test_uncached_hub_id_fails_fast_offline(tmp_path, monkeypatch):
     assert time.perf_counter() - began < 10.0
     message = str(info.value)
     assert "someone/uncached-inpainting-model" in message and "HF_HUB_OFFLINE" in message
-    assert "--pipeline.ldm.model" in message and "telea" in message
+    assert "--pipeline.inpainter.model" in message and "telea" in message
 
 
 def test_network_error_becomes_setup_error(tmp_path, monkeypatch):

@@ -104,7 +104,9 @@ def test_jpeg_0_255_mask_of_a_thin_object_is_still_two_level(tmp_path):
 
 
 def test_all_training_masks_empty_stops_with_a_clear_error(demo_scene, tmp_path):
-    scene = _rewrite_masks(demo_scene, tmp_path, lambda obj, path: Image.fromarray(np.zeros_like(obj, np.uint8)).save(path))
+    scene = _rewrite_masks(
+        demo_scene, tmp_path, lambda obj, path: Image.fromarray(np.zeros_like(obj, np.uint8)).save(path)
+    )
     with pytest.raises(MaldInputError) as info:
         _scene_masks(scene)
     text = str(info.value)

@@ -19,7 +19,7 @@ from mald_nerfstudio.data.datamanager import MaldDataManager, MaldDataManagerCon
 from mald_nerfstudio.data.image_io import read_rgb
 from mald_nerfstudio.data.patch_sampling import PixelPools, sample_observed, sample_patches
 from mald_nerfstudio.errors import MaldInputError
-from tests.test_dataparsers import HEIGHT, WIDTH, box_mask, write_spinnerf_scene
+from tests.data.test_dataparsers import HEIGHT, WIDTH, box_mask, write_spinnerf_scene
 
 
 def random_masks(num_views: int = 3, height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> torch.Tensor:

@@ -20,7 +20,7 @@ from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.inpaint.exemplar import ExemplarInpainter, ExemplarInpainterConfig, low_pass, partial_sigma
 from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 FERN_IMAGE = SHARED / "data" / "llff-fern" / "images_8" / "image000.png"
 HEIGHT, WIDTH = 240, 320
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
 from mald_nerfstudio.errors import MaldInputError, format_error
-from tests.test_dataparsers import HEIGHT, WIDTH, box_mask, write_nerfstudio_scene, write_spinnerf_scene
+from tests.data.test_dataparsers import HEIGHT, WIDTH, box_mask, write_nerfstudio_scene, write_spinnerf_scene
 
 
 def parse_error(scene: Path, **options) -> MaldInputError:
