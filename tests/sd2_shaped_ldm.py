@@ -73,16 +73,6 @@ TEXT_ENCODER_CONFIG = dict(
     layer_norm_eps=1e-5,
     projection_dim=512,
 )
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    prediction_type="epsilon",
-)
 
 
 def default_folder() -> Path:
@@ -109,7 +99,7 @@ def build_sd2_shaped_pipeline(folder: Union[str, Path, None] = None, seed: int =
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from tests.tiny_ldm import build_tiny_tokenizer
+    from tests.tiny_ldm import SD2_DDIM_CONFIG, build_tiny_tokenizer
 
     folder = Path(folder).expanduser() if folder is not None else default_folder()
     if is_built(folder):
@@ -131,7 +121,7 @@ def build_sd2_shaped_pipeline(folder: Union[str, Path, None] = None, seed: int =
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=UNet2DConditionModel(**UNET_CONFIG),
-        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
+        scheduler=DDIMScheduler(**SD2_DDIM_CONFIG),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

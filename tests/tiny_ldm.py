@@ -16,6 +16,17 @@ from typing import Dict, List, Tuple, Union
 
 import torch
 
+#: DDIM with Stable Diffusion 2's noise schedule (epsilon prediction, as SD-2 inpainting).
+SD2_DDIM_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="epsilon",
+)
 #: Words the tiny tokenizer knows as whole tokens (anything else falls back to single bytes).
 TINY_WORDS = ("a", "photo", "of", "scene", "sks", "blurry", "low", "quality", "text", "watermark")
 
@@ -119,16 +130,7 @@ def build_tiny_inpainting_pipeline(folder: Union[str, Path, None] = None, in_cha
             pad_token_id=tokenizer.pad_token_id,
         )
     )
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
+    scheduler = DDIMScheduler(**SD2_DDIM_CONFIG)
     pipe = StableDiffusionInpaintPipeline(
         vae=vae,
         text_encoder=text_encoder,
