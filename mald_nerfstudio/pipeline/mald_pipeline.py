@@ -194,8 +194,9 @@ class MaldPipeline(VanillaPipeline):
             self.prepare_training(trainer)
 
     def _update_after_step(self, trainer: "MaldTrainer", step: int) -> None:
-        if self.updater is not None:
-            self._show_update(trainer, self.updater.step(step))  # each pass offloads the LDM at its end
+        views = self.updater.step(step) if self.updater is not None else []  # a pass offloads the LDM at its end
+        if views:
+            self._show_update(trainer, views)
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
