@@ -1,0 +1,225 @@
+"""From the reconstruction's depth to one clean mask per view, and the preview.
+
+A pixel is object when its surface point ``origin + direction * depth`` lies inside the box (nerfstudio's ray
+directions are unit vectors and its depths are distances along them). Only the rays that pass through the box
+are rendered: no other ray's surface can lie inside it, and the object is usually a small part of each view.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.progress import track
+
+from mald_nerfstudio.box_masks.box import Box, format_box
+from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec
+from mald_nerfstudio.errors import MaldInputError
+
+MAX_MASK_FRACTION = InpaintMaskSpec().max_fraction
+"""Views masked at least this much are refused by the inpainting parsers' data checks."""
+
+_CONSOLE = Console()
+
+
+def box_mask_from_depth(origins: torch.Tensor, directions: torch.Tensor, depth: torch.Tensor, box: Box) -> np.ndarray:
+    """Pixels whose surface point ``origin + direction * depth`` lies in the box: bool [...] from rays [..., 3]
+    with unit directions and depth [...] or [..., 1] along the ray (nerfstudio's convention)."""
+    depth = depth.reshape(*directions.shape[:-1], 1)
+    points = origins + directions * depth
+    inside = box.contains(points) & torch.isfinite(depth[..., 0])
+    return inside.cpu().numpy()
+
+
+@dataclass
+class ViewBoxMask:
+    """The depth test of one view."""
+
+    inside: np.ndarray
+    """bool [H, W]: the pixel's surface point lies in the box."""
+    through: np.ndarray
+    """bool [H, W]: the pixel's ray passes through the box (the box's projection; no other pixel can be object)."""
+
+
+def render_box_masks(pipeline, box: Box, depth_output: str = "expected_depth", show_progress: bool = True
+                     ) -> List[ViewBoxMask]:
+    """The depth test of every training view of the reconstruction, in its image order."""
+    cameras = pipeline.datamanager.train_dataparser_outputs.cameras
+    model = pipeline.model
+    views = range(len(cameras))
+    masks = []
+    for index in track(views, description="Rendering depth inside the box") if show_progress else views:
+        bundle = cameras[index : index + 1].generate_rays(camera_indices=0, keep_shape=True)
+        inside = np.zeros(bundle.shape, dtype=bool)
+        through = box.hit_by(bundle.origins, bundle.directions)
+        if through.any():
+            rays = bundle[through].reshape((-1, 1))  # [N, 1]: get_outputs_for_camera_ray_bundle wants 2 dims
+            with torch.no_grad():
+                outputs = model.get_outputs_for_camera_ray_bundle(rays)
+            depth = outputs[depth_output] if depth_output in outputs else outputs["depth"]
+            inside[through.cpu().numpy()] = box_mask_from_depth(rays.origins, rays.directions, depth, box)[:, 0]
+        masks.append(ViewBoxMask(inside=inside, through=through.cpu().numpy()))
+    return masks
+
+
+@dataclass
+class MaskCleaning:
+    """How the depth test's masks are cleaned; None sizes scale with the image."""
+
+    fill_holes_px: Optional[int] = None
+    """Fill unmasked holes smaller than this (pixels) that do not touch the border; None: every such hole."""
+    drop_islands_px: Optional[int] = None
+    """Drop masked regions smaller than this (pixels); None: 0.1 % of the image area."""
+    refine_edges: bool = True
+    """Move the mask's edges onto the image's colour edges with OpenCV's GrabCut, inside the box's projection."""
+    dilate_px: Optional[int] = None
+    """Grow the final mask by this many pixels (elliptical kernel; 0 keeps it); None: 0.5 % of the long edge, >= 1."""
+
+    def sizes(self, height: int, width: int) -> Tuple[int, int, int]:
+        """(fill_holes_px, drop_islands_px, dilate_px) for an image of this size."""
+        area = height * width
+        return (
+            area if self.fill_holes_px is None else self.fill_holes_px,
+            round(0.001 * area) if self.drop_islands_px is None else self.drop_islands_px,
+            max(1, round(0.005 * max(height, width))) if self.dilate_px is None else self.dilate_px,
+        )
+
+
+def fill_holes_and_drop_islands(mask: np.ndarray, cleaning: MaskCleaning) -> np.ndarray:
+    """Fill the enclosed holes and drop the islands that ``cleaning`` names: bool [H, W] -> bool [H, W]."""
+    out = mask.astype(bool).copy()
+    h, w = out.shape
+    fill_holes_px, drop_islands_px, _ = cleaning.sizes(h, w)
+    if fill_holes_px > 0:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats((~out).astype(np.uint8), connectivity=4)
+        for label in range(1, count):
+            x, y, bw, bh, area = stats[label]
+            touches_border = x == 0 or y == 0 or x + bw == w or y + bh == h
+            if area < fill_holes_px and not touches_border:
+                out[labels == label] = True
+    if drop_islands_px > 0:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(out.astype(np.uint8), connectivity=8)
+        for label in range(1, count):
+            if stats[label, cv2.CC_STAT_AREA] < drop_islands_px:
+                out[labels == label] = False
+    return out
+
+
+def dilate(mask: np.ndarray, dilate_px: int) -> np.ndarray:
+    """Grow a bool mask by ``dilate_px`` pixels (elliptical kernel)."""
+    if dilate_px <= 0:
+        return mask
+    k = 2 * dilate_px + 1
+    return cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(bool)
+
+
+def refine_edges(image: np.ndarray, mask: np.ndarray, through: np.ndarray, core_fraction: float = 0.5,
+                 iterations: int = 5) -> np.ndarray:
+    """GrabCut (OpenCV) seeded by the depth test: background for certain outside the box's projection, object for
+    certain in the mask's core (the pixels at least ``core_fraction`` of the mask's largest inner distance away
+    from its edge), probably object in the rest of the mask and probably background in the rest of the
+    projection; its colour models and smoothness term then put the boundary on the image's edges.
+    RGB uint8 [H, W, 3], bool masks [H, W] -> bool [H, W]."""
+    inner = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    if inner.max() <= 0:
+        return mask
+    core = inner >= max(core_fraction * inner.max(), 1.0)
+    possible = through | mask
+    rows, cols = np.nonzero(possible)
+    margin = max(8, round(0.25 * max(np.ptp(rows), np.ptp(cols))))  # certain background for its colour model
+    y0, y1 = max(rows.min() - margin, 0), min(rows.max() + margin + 1, mask.shape[0])
+    x0, x1 = max(cols.min() - margin, 0), min(cols.max() + margin + 1, mask.shape[1])
+    window = (slice(y0, y1), slice(x0, x1))
+    labels = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
+    labels[possible[window]] = cv2.GC_PR_BGD
+    labels[mask[window]] = cv2.GC_PR_FGD
+    labels[core[window]] = cv2.GC_FGD
+    if not (labels == cv2.GC_BGD).any():
+        return mask  # the box's projection fills the view: no certain background to contrast with
+    background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    crop = np.ascontiguousarray(image[window][..., ::-1])  # OpenCV wants BGR
+    cv2.setRNGSeed(0)  # its colour models start from k-means: the same masks on every run
+    cv2.grabCut(crop, labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK)
+    out = np.zeros_like(mask)
+    out[window] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    return out
+
+
+def clean_mask(view: ViewBoxMask, image: Optional[np.ndarray], cleaning: MaskCleaning) -> np.ndarray:
+    """The final mask of a view: holes filled and islands dropped, edges refined on ``image`` (when given and
+    ``cleaning.refine_edges``), holes and islands again, then dilated."""
+    mask = fill_holes_and_drop_islands(view.inside, cleaning)
+    if cleaning.refine_edges and image is not None and mask.any():
+        mask = fill_holes_and_drop_islands(refine_edges(image, mask, view.through), cleaning)
+    return dilate(mask, cleaning.sizes(*mask.shape)[2])
+
+
+def check_raw_fractions(fractions: Sequence[float], box: Box, config_path: Path, min_fraction: float = 1e-4) -> None:
+    """Refuse a box that holds no surface in any view, or (nearly) the whole scene in every view."""
+    fractions = np.asarray(fractions, dtype=np.float64)
+    look = (f"open the reconstruction with ns-viewer --load-config {config_path}, open \"Crop Viewport\" in the "
+            "control panel, tick \"Enable\", fit the box around the object and pass the --obb_* flags the export "
+            "panel prints with --from-viewer")
+    if len(fractions) == 0 or fractions.max() < min_fraction:
+        raise MaldInputError(
+            f"the box ({format_box(box)}) contains no reconstructed surface in any of the {len(fractions)} views "
+            f"(largest masked fraction {fractions.max() if len(fractions) else 0:.4%}); the coordinates are "
+            "probably not in the reconstruction's frame, or the box is too small or floats in empty space",
+            fix=look,
+        )
+    if fractions.min() >= MAX_MASK_FRACTION:
+        raise MaldInputError(
+            f"the box ({format_box(box)}) contains (nearly) the whole scene: every view is at least "
+            f"{MAX_MASK_FRACTION:.0%} masked (least {fractions.min():.1%}), so nothing would be left to inpaint from",
+            fix="shrink the box to the object: " + look,
+        )
+
+
+def report_fractions(names: Sequence[str], fractions: Sequence[float]) -> List[str]:
+    """Print the masked fraction per view; name the views the data checks will refuse (returned)."""
+    over = [n for n, f in zip(names, fractions) if f >= MAX_MASK_FRACTION]
+    for name, frac in zip(names, fractions):
+        _CONSOLE.print(f"  {name}: {frac:6.1%} masked" + ("  [red](refused by ns-train)[/red]" if name in over else ""))
+    if over:
+        _CONSOLE.print(
+            f"[yellow]{len(over)} view(s) are masked {MAX_MASK_FRACTION:.0%} or more ({', '.join(over)}): ns-train's "
+            "data checks refuse such views. Shrink the box, or delete those frames from transforms.json (the "
+            "object fills them; nothing is left to inpaint from).[/yellow]"
+        )
+    return over
+
+
+def write_preview(path: Path, images: Sequence[Path], masks: Sequence[np.ndarray], names: Sequence[str],
+                  max_views: int = 6, tile_width: int = 320) -> None:
+    """A grid of a few views (at most 3 per row) with the mask in red, its outline in yellow, and each view's
+    name and masked fraction written on it."""
+    picks = np.unique(np.linspace(0, len(images) - 1, min(max_views, len(images))).round().astype(int))
+    tiles = []
+    for i in picks:
+        rgb = np.asarray(Image.open(images[i]).convert("RGB")).astype(np.float32)
+        mask = masks[i]
+        rgb[mask] = 0.45 * rgb[mask] + 0.55 * np.array([255.0, 0.0, 0.0])
+        edges = mask ^ cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        rgb[edges] = [255.0, 255.0, 0.0]
+        h, w = mask.shape
+        tile = cv2.resize(rgb.astype(np.uint8), (tile_width, max(1, round(h * tile_width / w))),
+                          interpolation=cv2.INTER_AREA)
+        label = f"{names[i]}  {mask.mean():.1%}"
+        cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    th = max(t.shape[0] for t in tiles)
+    cols = min(3, len(tiles))
+    rows = math.ceil(len(tiles) / cols)
+    grid = np.zeros((rows * th, cols * tile_width, 3), np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        grid[r * th : r * th + tile.shape[0], c * tile_width : (c + 1) * tile_width] = tile
+    Image.fromarray(grid).save(path)
