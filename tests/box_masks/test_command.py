@@ -1,7 +1,7 @@
 """``mald-nerf-masks`` end to end, as a user runs it (subprocesses): a demo capture in nerfstudio's layout (what
 ``ns-process-data`` leaves: transforms.json, sparse_pc.ply, no masks), one box around the ball, masks checked
-against the generator's exact object pixels; the box from a saved camera path; the viewer without a box; ns-train
-on the output; the LLFF layout and a box that holds nothing. Run with ``-s`` to see the per-view numbers.
+against the generator's exact object pixels; the same box in the capture's coordinates; the viewer without a box;
+ns-train on the output; the LLFF layout and a box that holds nothing. Run with ``-s`` to see the per-view numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from PIL import Image
 from mald_nerfstudio.box_masks import reconstruction as rc
 from mald_nerfstudio.box_masks import scene as sc
 from mald_nerfstudio.box_masks.box import Box, format_box
-from mald_nerfstudio.data.demo_scene import DemoSceneConfig, generate_demo_capture, generate_demo_scene
+from mald_nerfstudio.data.demo_scene import (
+    DemoSceneConfig,
+    generate_demo_capture,
+    generate_demo_scene,
+    object_box_flags,
+)
 from tests.test_cli import _listening_hosts
 
 pytestmark = pytest.mark.slow
@@ -106,23 +111,22 @@ def test_output_layout_and_the_capture_untouched(capture_run):
     assert "masked" in capture_run["stdout"] and "ns-train mald-nerf" in capture_run["stdout"]
 
 
-def test_a_camera_path_saved_with_the_crop_box_reuses_the_reconstruction_and_gives_the_same_masks(capture_run):
-    out, box = capture_run["out"], capture_run["box"]
+def test_the_box_in_capture_coordinates_reuses_the_reconstruction_and_gives_the_same_masks(capture_run):
+    """The README's demo command: the generator's box in the capture's coordinates (--box-frame capture)."""
+    out = capture_run["out"]
     first = read_masks(out)
     checkpoint = next((out / "reconstruction").rglob("*.ckpt"))
     stamp = checkpoint.stat().st_mtime_ns
-    camera_path = capture_run["root"] / "camera_paths" / "box.json"
-    camera_path.parent.mkdir()
-    camera_path.write_text(json.dumps({"camera_path": [], "crop": {
-        "crop_center": list(box.center), "crop_scale": list(box.size), "crop_rot": list(box.rotation),
-        "crop_bg_color": {"r": 0, "g": 0, "b": 0}}}))
     result = run(["mald-nerf-masks", "--data", str(capture_run["capture"]), "--output-dir", str(out),
-                  "--from-viewer", str(camera_path), "--reconstruction.steps", str(STEPS)])
+                  *object_box_flags(SCENE.setup()).split(), "--reconstruction.steps", str(STEPS)])
     assert result.returncode == 0, result.stdout[-4000:]
     assert "Reusing the finished reconstruction" in result.stdout
     assert checkpoint.stat().st_mtime_ns == stamp
     again = read_masks(out)
-    assert again.keys() == first.keys() and all(np.array_equal(again[k], first[k]) for k in first)
+    assert again.keys() == first.keys()
+    agreement = np.mean([np.mean(again[k] == first[k]) for k in first])
+    print(f"\nthe same box in capture coordinates: {agreement:.4%} of mask pixels as with the viewer-frame box")
+    assert agreement >= 0.995  # the viewer-frame box was passed rounded to 4 digits
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table (Linux)")

@@ -1,0 +1,103 @@
+"""How well ``mald-nerf-masks`` finds the object: coverage of the true object pixels and extra area, per view, on
+generated demo captures whose ball is known exactly. Not a test.
+
+For every scene and reconstruction seed it writes the demo as a nerfstudio capture, runs ``mald-nerf-masks`` with
+the generator's box around the ball (``DemoScene.object_box``, given in the capture's coordinates), then again
+with ``--cleaning.refine-edges False`` on the same reconstruction (the depth test's edges), and scores both against
+the pixels at least half covered by the ball. Writes ``results.json`` and ``results.md`` into the output folder.
+
+    python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy --scenes demo-seed0 --seeds 0 1 2 3
+    python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy-scenes \\
+        --scenes demo-seed1 demo-seen demo-hidden --seeds 0
+
+Scenes are the CPU benchmark's generated ones (``mald_nerfstudio.eval.benchmark.DEMO_SCENES``), at the size of
+``--views`` views with the ball (and 2 object-free ones) of ``--width`` x ``--height``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mald_nerfstudio.data.demo_scene import DemoSceneConfig, generate_demo_capture, object_box_flags
+from mald_nerfstudio.eval.benchmark import DEMO_SCENES
+
+
+def score(scene, out: Path) -> dict:
+    """Coverage of the true object pixels and extra area (as a fraction of the object) of every mask in OUT."""
+    frames = json.loads((out / "transforms.json").read_text())["frames"]
+    coverage, extra = [], []
+    for frame in frames:
+        if "inpaint_mask_path" not in frame:
+            continue
+        mask = np.asarray(Image.open(out / frame["inpaint_mask_path"])) > 0
+        index = int(re.findall(r"\d+", Path(frame["file_path"]).name)[0])
+        truth = scene.render(scene.camera_to_worlds[index]).object_coverage >= 0.5
+        coverage.append(float((mask & truth).sum() / truth.sum()))
+        extra.append(float((mask & ~truth).sum() / truth.sum()))
+    return {"min_coverage": min(coverage), "mean_coverage": float(np.mean(coverage)), "max_extra": max(extra),
+            "mean_extra": float(np.mean(extra)), "views": len(coverage)}
+
+
+def run(args) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--scenes", nargs="+", default=["demo-seed0"], choices=sorted(DEMO_SCENES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="reconstruction seeds")
+    parser.add_argument("--steps", type=int, default=500, help="reconstruction steps")
+    parser.add_argument("--views", type=int, default=10)
+    parser.add_argument("--width", type=int, default=160)
+    parser.add_argument("--height", type=int, default=120)
+    args = parser.parse_args()
+    rows = []
+    for name in args.scenes:
+        config = DemoSceneConfig(**{**DEMO_SCENES[name], "num_train_views": args.views, "num_test_views": 2,
+                                    "width": args.width, "height": args.height})
+        scene = config.setup()
+        capture = args.output_dir / name / "capture"
+        if not capture.exists():
+            generate_demo_capture(capture, config)
+        for seed in args.seeds:
+            out = args.output_dir / name / f"masks-seed{seed}"
+            base = ["mald-nerf-masks", "--data", str(capture), "--output-dir", str(out),
+                    *object_box_flags(scene).split(), "--reconstruction.steps", str(args.steps),
+                    "--reconstruction.seed", str(seed)]
+            start = time.perf_counter()
+            run(base + ["--cleaning.refine-edges", "False"])
+            seconds = time.perf_counter() - start
+            depth_only = score(scene, out)
+            run(base)
+            refined = score(scene, out)
+            rows.append({"scene": name, "seed": seed, "steps": args.steps, "seconds_with_training": seconds,
+                         "depth_only": depth_only, "refined": refined})
+            print(json.dumps(rows[-1]), flush=True)
+    (args.output_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| scene | seed | depth test: min / mean coverage | max / mean extra | refined edges (default): min / "
+             "mean coverage | max / mean extra |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        d, r = row["depth_only"], row["refined"]
+        lines.append(f"| {row['scene']} | {row['seed']} | {d['min_coverage']:.1%} / {d['mean_coverage']:.1%} | "
+                     f"{d['max_extra']:.1%} / {d['mean_extra']:.1%} | {r['min_coverage']:.1%} / "
+                     f"{r['mean_coverage']:.1%} | {r['max_extra']:.1%} / {r['mean_extra']:.1%} |")
+    (args.output_dir / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
