@@ -207,6 +207,15 @@ def _listening_hosts(port: int):
     return hosts
 
 
+def wait_until_listening(proc: subprocess.Popen, port: int, timeout: float = 180) -> list:
+    """The addresses ``proc`` listens on at ``port`` once it does (empty if it exits or ``timeout`` passes first)."""
+    deadline, hosts = time.time() + timeout, []
+    while time.time() < deadline and proc.poll() is None and not hosts:
+        hosts = _listening_hosts(port)
+        time.sleep(0.5)
+    return hosts
+
+
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table (Linux)")
 def test_ns_train_viewer_listens_on_this_machine_only(demo_scene, tmp_path):
     with socket.socket() as probe:
@@ -219,10 +228,7 @@ def test_ns_train_viewer_listens_on_this_machine_only(demo_scene, tmp_path):
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     try:
-        deadline, hosts = time.time() + 180, []
-        while time.time() < deadline and proc.poll() is None and not hosts:
-            hosts = _listening_hosts(port)
-            time.sleep(0.5)
+        hosts = wait_until_listening(proc, port)
         assert hosts, "the viewer never listened"
         assert set(hosts) == {"0100007F"}, hosts  # 127.0.0.1, not 00000000 (0.0.0.0, every interface)
     finally:

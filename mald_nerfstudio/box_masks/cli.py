@@ -81,6 +81,8 @@ def generate_box_masks(scene_path: Path, out_dir: Path, box: Box, settings: Opti
     mask_paths: Dict[str, str] = {}
     for name, mask in zip(names, masks):
         mask_name = f"masks/{Path(name).stem}.png"
+        if mask_name in mask_paths.values():  # a.jpg and a.png
+            mask_name = f"masks/{name}.png"
         Image.fromarray(mask.astype(np.uint8) * 255).save(out_dir / mask_name)
         mask_paths[name] = mask_name
     transforms = write_transforms(out_dir, scene, "transforms.json", masks=mask_paths)

@@ -28,7 +28,7 @@ from mald_nerfstudio.data.demo_scene import (
     generate_demo_scene,
     object_box_flags,
 )
-from tests.test_cli import _listening_hosts
+from tests.test_cli import wait_until_listening
 
 pytestmark = pytest.mark.slow
 
@@ -140,10 +140,7 @@ def test_without_a_box_it_serves_nerfstudios_viewer_on_the_reconstruction(captur
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        deadline, hosts = time.time() + 180, []
-        while time.time() < deadline and proc.poll() is None and not hosts:
-            hosts = _listening_hosts(port)
-            time.sleep(0.5)
+        hosts = wait_until_listening(proc, port)
         assert hosts, "the viewer never listened"
         assert set(hosts) == {"0100007F"}, hosts  # 127.0.0.1 only
         proc.send_signal(signal.SIGINT)

@@ -20,13 +20,19 @@ def _same(a: Box, b: Box) -> None:
     assert np.allclose(a.rotation_matrix(), b.rotation_matrix(), atol=1e-6)
 
 
-def test_a_box_in_capture_coordinates_lands_where_the_viewer_shows_it(tmp_path):
+def _ball_box_in_the_reconstructions_frame(tmp_path):
+    """A small demo capture prepared in OUT, and the generator's ball box converted from capture coordinates."""
     capture = generate_demo_capture(tmp_path / "capture", SMALL)
     out = tmp_path / "out"
     read = sc.prepare_output(capture, out)
+    centre, size = SMALL.setup().object_box()
+    return capture, out, read, rc.box_from_capture_frame(Box(center=tuple(centre), size=tuple(size)), out, read)
+
+
+def test_a_box_in_capture_coordinates_lands_where_the_viewer_shows_it(tmp_path):
+    capture, out, read, converted = _ball_box_in_the_reconstructions_frame(tmp_path)
     scene = SMALL.setup()
     centre, size = scene.object_box()
-    converted = rc.box_from_capture_frame(Box(center=tuple(centre), size=tuple(size)), out, read)
     _same(converted, box_around_ball(scene, out, read))
     # ns-process-data records the COLMAP-to-file transform as applied_transform; the matrices in the file are
     # already in the file's frame, so a box in the file's coordinates must land in the same place
@@ -41,12 +47,8 @@ def test_a_box_in_capture_coordinates_lands_where_the_viewer_shows_it(tmp_path):
 def test_the_reconstructions_frame_puts_the_far_depths_near_one(tmp_path):
     """The reason for the scene's own scale: nerfstudio's camera-based one leaves this forward-facing scene more
     than ten units away, where nerfacto's contraction and proposal samples give it almost no resolution."""
-    capture = generate_demo_capture(tmp_path / "capture", SMALL)
-    out = tmp_path / "out"
-    read = sc.prepare_output(capture, out)
-    scene = SMALL.setup()
-    centre, size = scene.object_box()
-    ours = rc.box_from_capture_frame(Box(center=tuple(centre), size=tuple(size)), out, read)
+    _capture, out, read, ours = _ball_box_in_the_reconstructions_frame(tmp_path)
+    centre, size = SMALL.setup().object_box()
     camera = rc.reconstruction_dataparser(out, read).setup().get_dataparser_outputs("train").cameras
     distance = np.linalg.norm(np.asarray(ours.center) - camera.camera_to_worlds[:, :, 3].numpy().mean(axis=0))
     assert 0.3 < distance < 1.0
