@@ -9,6 +9,7 @@ the pixels at least half covered by the ball. Writes ``results.json`` and ``resu
     python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy --scenes demo-seed0 --seeds 0 1 2 3
     python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy-scenes \\
         --scenes demo-seed1 demo-seen demo-hidden --seeds 0
+    python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy-brown --object-colour 0.62 0.44 0.26
 
 Scenes are the CPU benchmark's generated ones (``mald_nerfstudio.eval.benchmark.DEMO_SCENES``), at the size of
 ``--views`` views with the ball (and 2 object-free ones) of ``--width`` x ``--height``.
@@ -64,11 +65,14 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=10)
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--height", type=int, default=120)
+    parser.add_argument("--object-colour", type=float, nargs=3, default=None,
+                        help="the ball's albedo (RGB in [0, 1]) instead of the seed's blue, e.g. the floor's brown")
     args = parser.parse_args()
     rows = []
     for name in args.scenes:
         config = DemoSceneConfig(**{**DEMO_SCENES[name], "num_train_views": args.views, "num_test_views": 2,
-                                    "width": args.width, "height": args.height})
+                                    "width": args.width, "height": args.height,
+                                    "object_colour": None if args.object_colour is None else tuple(args.object_colour)})
         scene = config.setup()
         capture = args.output_dir / name / "capture"
         if not capture.exists():

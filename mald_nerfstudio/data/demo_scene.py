@@ -91,6 +91,8 @@ class DemoSceneConfig(InstantiateConfig):
     """Masks are the object's silhouette dilated by this many pixels (full resolution)."""
     object_radius: float = OBJECT_RADIUS
     """Radius of the ball to remove (larger: larger holes, more of them seen by no training view)."""
+    object_colour: Optional[Tuple[float, float, float]] = None
+    """Albedo of the ball (RGB in [0, 1]); None: the seed's blue."""
 
 
 @dataclass
@@ -150,6 +152,8 @@ class DemoScene:
         """Centre of the ball to remove (world, OpenGL axes: y up)."""
         self.object_albedo = np.array([0.16, 0.36, 0.88]) * rng.uniform(0.85, 1.1)
         """Colour of the ball."""
+        if config.object_colour is not None:  # after the draw above, so the rest of the scene stays the seed's
+            self.object_albedo = np.asarray(config.object_colour, dtype=np.float64)
         self.focal = 0.5 * config.width / np.tan(np.deg2rad(config.horizontal_fov_degrees) / 2.0)
         """Focal length in pixels of images/."""
         self.camera_to_worlds = self._camera_poses(rng)
@@ -316,6 +320,8 @@ def _validate(config: DemoSceneConfig) -> None:
         problems.append("--camera-disc-radius must lie in (0, 1.5]")
     if not 0.05 <= config.object_radius <= 0.8:
         problems.append("--object-radius must lie in [0.05, 0.8] (the ball stands between the cameras and the wall)")
+    if config.object_colour is not None and not all(0.0 <= c <= 1.0 for c in config.object_colour):
+        problems.append("--object-colour must be three numbers in [0, 1]")
     if config.supersampling < 1 or config.mask_dilation_px < 0:
         problems.append("--supersampling must be at least 1 and --mask-dilation-px at least 0")
     if problems:

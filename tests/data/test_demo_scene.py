@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mald_nerfstudio.data.demo_scene import DemoSceneConfig, dilated_mask, generate_demo_scene, quantize
+from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+from mald_nerfstudio.data.demo_scene import (
+    DemoSceneConfig,
+    dilated_mask,
+    generate_demo_capture,
+    generate_demo_scene,
+    quantize,
+)
 from mald_nerfstudio.errors import MaldInputError
 
 SMALL = dict(width=64, height=48, num_train_views=5, num_test_views=3)
@@ -137,6 +144,26 @@ def test_invalid_parameters_raise_input_error(tmp_path):
     with pytest.raises(MaldInputError, match="even"):
         generate_demo_scene(tmp_path / "odd", _small(width=63))
     assert not (tmp_path / "odd").exists()
+    with pytest.raises(MaldInputError, match="object-colour"):
+        _small(object_colour=(0.5, 1.5, 0.0)).setup()
+
+
+def test_object_colour_changes_only_the_ball(tmp_path):
+    blue = _small().setup()
+    brown = _small(object_colour=(0.62, 0.44, 0.26)).setup()
+    assert np.allclose(brown.object_albedo, (0.62, 0.44, 0.26))
+    pose = blue.camera_to_worlds[-1]
+    a, b = blue.render(pose), brown.render(pose)
+    assert np.array_equal(a.object_coverage, b.object_coverage)
+    outside = a.object_coverage == 0
+    assert np.array_equal(a.rgb[outside], b.rgb[outside]) and not np.allclose(a.rgb[~outside], b.rgb[~outside])
+
+
+def test_overwriting_with_the_other_layout_leaves_no_file_of_the_first(tmp_path):
+    out = generate_demo_scene(tmp_path / "scene", _small(num_train_views=1, num_test_views=1))
+    generate_demo_capture(out, _small(num_train_views=1, num_test_views=1), overwrite=True)
+    assert not (out / "poses_bounds.npy").exists() and not (out / SCENE_INFO_FILE).exists()
+    assert (out / "transforms.json").is_file() and (out / "sparse_pc.ply").is_file()
 
 
 def test_cli_writes_the_same_scene_as_the_function(tmp_path):
