@@ -3,7 +3,7 @@ generated demo captures whose ball is known exactly. Not a test.
 
 For every scene and reconstruction seed it writes the demo as a nerfstudio capture, runs ``mald-nerf-masks`` with
 the generator's box around the ball (``DemoScene.object_box``, given in the capture's coordinates), then again
-with ``--cleaning.refine-edges False`` on the same reconstruction (the depth test's edges), and scores both against
+with ``--cleaning.no-refine-edges`` on the same reconstruction (the depth test's edges), and scores both against
 the pixels at least half covered by the ball. Writes ``results.json`` and ``results.md`` into the output folder.
 
     python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy --scenes demo-seed0 --seeds 0 1 2 3
@@ -83,7 +83,7 @@ def main() -> None:
                     *object_box_flags(scene).split(), "--reconstruction.steps", str(args.steps),
                     "--reconstruction.seed", str(seed)]
             start = time.perf_counter()
-            run(base + ["--cleaning.refine-edges", "False"])
+            run(base + ["--cleaning.no-refine-edges"])
             seconds = time.perf_counter() - start
             depth_only = score(scene, out)
             run(base)

@@ -45,3 +45,18 @@ def test_command_line_prints_one_paragraph(tmp_path):
     assert proc.returncode == 1
     assert "mald-nerfstudio error" in proc.stderr and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_switches_a_user_types():
+    import tyro
+
+    command = tyro.cli(GenerateBoxMasks, args=[
+        "--data", "capture", "--output-dir", "out", "--box", "0", "0", "0", "1", "1", "1", "--box-frame", "capture",
+        "--cleaning.no-refine-edges", "--cleaning.dilate-px", "4", "--no-viewer", "--retrain",
+        "--reconstruction.steps", "50", "--reconstruction.device", "cpu"])
+    assert command.box_frame == "capture" and not command.cleaning.refine_edges and command.cleaning.dilate_px == 4
+    assert not command.viewer and command.retrain
+    assert command.reconstruction.steps == 50 and command.reconstruction.device == "cpu"
+    with pytest.raises(MaldInputError, match="--box-frame capture is for --box only"):
+        GenerateBoxMasks(data=Path("x"), output_dir=Path("y"), box_frame="capture",
+                         from_viewer="--obb_center 0 0 0 --obb_rotation 0 0 0 --obb_scale 1 1 1").resolve_box()
