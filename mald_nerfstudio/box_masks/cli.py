@@ -33,6 +33,7 @@ from mald_nerfstudio.box_masks.reconstruction import (
     train_or_reuse,
 )
 from mald_nerfstudio.box_masks.scene import prepare_output, read_scene, write_transforms
+from mald_nerfstudio.data.image_io import read_rgb
 from mald_nerfstudio.errors import MaldInputError
 
 PREVIEW_FILE = "mask_preview.png"
@@ -76,8 +77,7 @@ def generate_box_masks(scene_path: Path, out_dir: Path, box: Box, settings: Opti
     views = render_box_masks(pipeline, box, depth_output, show_progress)
     names = [Path(p).name for p in pipeline.datamanager.train_dataparser_outputs.image_filenames]
     check_raw_fractions([view.inside.mean() for view in views], box, config_path)
-    masks = [clean_mask(view, np.asarray(Image.open(out_dir / "images" / name).convert("RGB")), cleaning)
-             for view, name in zip(views, names)]
+    masks = [clean_mask(view, read_rgb(out_dir / "images" / name), cleaning) for view, name in zip(views, names)]
     mask_paths: Dict[str, str] = {}
     for name, mask in zip(names, masks):
         mask_name = f"masks/{Path(name).stem}.png"

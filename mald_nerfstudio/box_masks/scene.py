@@ -19,13 +19,14 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image
 
+from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+from mald_nerfstudio.data.llff_poses import far_depth_scale, load_poses_bounds
+from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig, list_images
 from mald_nerfstudio.errors import MaldInputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-"""File name endings (any case) read as images in an LLFF ``images*/`` folder."""
 RECONSTRUCTION_JSON = "reconstruction.json"
 """The transforms file (all views with the object, no masks) the reconstruction is trained on, in OUT."""
-FAR_DEPTH_PERCENTILE = 90.0
+FAR_DEPTH_PERCENTILE = SpinNerfDataParserConfig.depth_for_unit_scale
 """The views' far depths are scaled so that this percentile of them lands at distance 1 (as the SPIn-NeRF parser)."""
 POINT_FAR_PERCENTILE = 99.9
 """A view's far depth from a sparse point cloud: this percentile of the depths of the points it sees (as LLFF)."""
@@ -149,7 +150,7 @@ def _read_transforms(path: Path, downscale_factor: int) -> SceneInput:
         points = read_ply_points(path.parent / ply) * float(meta.get("applied_scale", 1.0))
         far = far_depths_from_points(points, scene)
         if far is not None:
-            scene.scale_factor = 1.0 / float(np.percentile(far, FAR_DEPTH_PERCENTILE))
+            scene.scale_factor = far_depth_scale(far, FAR_DEPTH_PERCENTILE)
             scene.scale_source = f"the far depths of the {len(points)} points in {ply}"
     return scene
 
@@ -191,12 +192,8 @@ def far_depths_from_points(points: np.ndarray, scene: SceneInput) -> Optional[np
 
 
 def _read_llff(scene: Path, downscale_factor: int, num_object_free_views: Optional[int]) -> SceneInput:
-    from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
-    from mald_nerfstudio.data.llff_poses import load_poses_bounds
-
     folder = scene / ("images" if downscale_factor == 1 else f"images_{downscale_factor}")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) \
-        if folder.is_dir() else []
+    images = list_images(folder) if folder.is_dir() else []
     if not images:
         raise MaldInputError(
             f"no images in {folder.name}/", folder,
@@ -221,8 +218,7 @@ def _read_llff(scene: Path, downscale_factor: int, num_object_free_views: Option
         frames.append(SceneFrame(source=image, name=_unique_name(image.name, used),
                                  frame={"transform_matrix": matrix.tolist()},
                                  object_free=index < num_object_free_views))
-    far = float(np.percentile(poses.bounds[:, 1], FAR_DEPTH_PERCENTILE))
-    return SceneInput(meta=meta, frames=frames, scale_factor=1.0 / max(far, 1e-8),
+    return SceneInput(meta=meta, frames=frames, scale_factor=far_depth_scale(poses.bounds[:, 1], FAR_DEPTH_PERCENTILE),
                       scale_source="the far bounds in poses_bounds.npy")
 
 

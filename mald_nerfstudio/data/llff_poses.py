@@ -68,3 +68,9 @@ def load_poses_bounds(path: Path, image_names: Sequence[str]) -> LLFFPoses:
         hwf=hwf,
         bounds=raw[:, 15:17].astype(np.float64),
     )
+
+
+def far_depth_scale(far_depths: np.ndarray, percentile: float) -> float:
+    """The scale that puts the ``percentile``-th percentile of the views' far depths at distance 1: forward-facing
+    content then sits in nerfacto's un-contracted unit box (docs/decisions.md, "Pose normalisation for LLFF")."""
+    return 1.0 / max(float(np.percentile(far_depths, percentile)), 1e-8)

@@ -31,7 +31,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from mald_nerfstudio.data.image_io import read_rgb
 from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec, check_scene_images, inpaint_metadata
-from mald_nerfstudio.data.llff_poses import load_poses_bounds
+from mald_nerfstudio.data.llff_poses import far_depth_scale, load_poses_bounds
 from mald_nerfstudio.errors import MaldInputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -86,7 +86,7 @@ class SpinNerfDataParser(DataParser):
         folders = sorted(
             [(1, data / "images")] + [(int(p.name[7:]), p) for p in data.glob("images_*") if p.name[7:].isdigit()]
         )
-        candidates = [(f, p) for f, p in folders if p.is_dir() and _list_images(p)]
+        candidates = [(f, p) for f, p in folders if p.is_dir() and list_images(p)]
         others = ", ".join(f"{p.name}/" for _, p in candidates) or "none"
         if self.config.downscale_factor is not None:
             factor = int(self.config.downscale_factor)
@@ -97,7 +97,7 @@ class SpinNerfDataParser(DataParser):
                     data,
                     "choose a factor whose images_N/ folder exists, or create it by downscaling images/",
                 )
-            if not _list_images(folder):
+            if not list_images(folder):
                 raise MaldInputError(
                     f"{folder.name}/ holds no images, but --downscale-factor {factor} asks for them (folders with "
                     f"images: {others})",
@@ -108,18 +108,18 @@ class SpinNerfDataParser(DataParser):
             return folder, factor
         if not candidates:
             raise MaldInputError("no images/ or images_N/ folder with images", data, "check the scene folder")
-        empty = [p.name for _, p in folders if p.is_dir() and not _list_images(p)]
+        empty = [p.name for _, p in folders if p.is_dir() and not list_images(p)]
         if empty:
             CONSOLE.print(f"[bold yellow]Skipping {', '.join(n + '/' for n in empty)}: no images in it.")
         for factor, folder in candidates:
             # read_rgb, not a bare PIL open: a corrupt first image must give the user-facing error.
-            if max(read_rgb(_list_images(folder)[0]).shape[:2]) <= self.config.max_long_edge:
+            if max(read_rgb(list_images(folder)[0]).shape[:2]) <= self.config.max_long_edge:
                 return folder, factor
         return candidates[-1][1], candidates[-1][0]
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         image_dir, factor = self._image_dir()
-        files = _list_images(image_dir)
+        files = list_images(image_dir)
         names = [f.name for f in files]
         k = self.config.num_test_views
         if not 0 <= k < len(files):
@@ -179,8 +179,7 @@ class SpinNerfDataParser(DataParser):
         c2w, transform = camera_utils.auto_orient_and_center_poses(
             c2w, method=self.config.orientation_method, center_method=self.config.center_method
         )
-        far = float(np.percentile(poses.bounds[:, 1], self.config.depth_for_unit_scale))
-        scale = 1.0 / max(far, 1e-8)
+        scale = far_depth_scale(poses.bounds[:, 1], self.config.depth_for_unit_scale)
         c2w[:, :3, 3] *= scale
 
         with Image.open(files[0]) as first:
@@ -216,5 +215,6 @@ class SpinNerfDataParser(DataParser):
         )
 
 
-def _list_images(folder: Path) -> List[Path]:
+def list_images(folder: Path) -> List[Path]:
+    """The images of a folder (by suffix, any case), sorted by file name: the order poses_bounds.npy follows."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
