@@ -65,7 +65,7 @@ class LoRACustomizationConfig(InstantiateConfig):
     rectangle_size: Tuple[float, float] = (0.1, 0.5)
     """Range of each rectangle side as a fraction of the crop side."""
     scene_token: str = "sks"
-    """Scene-specific token placed in the prompt; the inpainter uses the same token after :func:`load_adapter`."""
+    """Scene-specific token placed in the prompt; the inpainter uses it once it loads the adapter."""
     scene_prompt: str = "a photo of {token} scene"
     """Training prompt; ``{token}`` is replaced by ``scene_token``."""
     train_text_encoder: bool = True
