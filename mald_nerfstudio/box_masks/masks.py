@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Literal, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -79,6 +79,8 @@ class MaskCleaning:
     """Drop masked regions smaller than this (pixels); None: 0.1 % of the image area."""
     refine_edges: bool = True
     """Move the mask's edges onto the image's colour edges with OpenCV's GrabCut, inside the box's projection."""
+    edge_colours: Literal["chromaticity", "rgb"] = "chromaticity"
+    """Colours GrabCut models: chromaticity (r, g over r+g+b, and brightness; shading-invariant) or rgb."""
     dilate_px: Optional[int] = None
     """Grow the final mask by this many pixels (elliptical kernel; 0 keeps it); None: 0.5 % of the long edge, >= 1."""
 
@@ -120,13 +122,23 @@ def dilate(mask: np.ndarray, dilate_px: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(bool)
 
 
+def chromaticity(image: np.ndarray) -> np.ndarray:
+    """Normalised r and g (each over r + g + b) and the brightness (r + g + b) / 3, as a 3-channel uint8 image:
+    the shaded and lit sides of one surface differ in brightness only, dark shades of different hues stay apart.
+    RGB uint8 [H, W, 3] -> uint8 [H, W, 3]."""
+    rgb = image.astype(np.float32) + 1.0  # keeps black defined
+    total = rgb.sum(axis=-1, keepdims=True)
+    out = np.concatenate([255.0 * rgb[..., :2] / total, total / 3.0], axis=-1)
+    return np.ascontiguousarray(np.clip(out.round(), 0, 255).astype(np.uint8))
+
+
 def refine_edges(image: np.ndarray, mask: np.ndarray, through: np.ndarray, core_fraction: float = 0.5,
-                 iterations: int = 5) -> np.ndarray:
+                 iterations: int = 5, colours: str = "chromaticity") -> np.ndarray:
     """GrabCut (OpenCV) seeded by the depth test: background for certain outside the box's projection, object for
     certain in the mask's core (the pixels at least ``core_fraction`` of the mask's largest inner distance away
     from its edge), probably object in the rest of the mask and probably background in the rest of the
-    projection; its colour models and smoothness term then put the boundary on the image's edges.
-    RGB uint8 [H, W, 3], bool masks [H, W] -> bool [H, W]."""
+    projection; its colour models (of ``colours``: "chromaticity" or "rgb") and smoothness term then put the
+    boundary on the image's edges. RGB uint8 [H, W, 3], bool masks [H, W] -> bool [H, W]."""
     inner = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
     if inner.max() <= 0:
         return mask
@@ -144,7 +156,8 @@ def refine_edges(image: np.ndarray, mask: np.ndarray, through: np.ndarray, core_
     if not (labels == cv2.GC_BGD).any():
         return mask  # the box's projection fills the view: no certain background to contrast with
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
-    crop = np.ascontiguousarray(image[window][..., ::-1])  # OpenCV wants BGR
+    crop = image[window]
+    crop = chromaticity(crop) if colours == "chromaticity" else np.ascontiguousarray(crop[..., ::-1])  # RGB->BGR
     cv2.setRNGSeed(0)  # its colour models start from k-means: the same masks on every run
     cv2.grabCut(crop, labels, None, background, foreground, iterations, cv2.GC_INIT_WITH_MASK)
     out = np.zeros_like(mask)
@@ -157,7 +170,8 @@ def clean_mask(view: ViewBoxMask, image: Optional[np.ndarray], cleaning: MaskCle
     ``cleaning.refine_edges``), holes and islands again, then dilated."""
     mask = fill_holes_and_drop_islands(view.inside, cleaning)
     if cleaning.refine_edges and image is not None and mask.any():
-        mask = fill_holes_and_drop_islands(refine_edges(image, mask, view.through), cleaning)
+        mask = fill_holes_and_drop_islands(refine_edges(image, mask, view.through, colours=cleaning.edge_colours),
+                                           cleaning)
     return dilate(mask, cleaning.sizes(*mask.shape)[2])
 
 

@@ -52,10 +52,12 @@ def test_the_switches_a_user_types():
 
     command = tyro.cli(GenerateBoxMasks, args=[
         "--data", "capture", "--output-dir", "out", "--box", "0", "0", "0", "1", "1", "1", "--box-frame", "capture",
-        "--cleaning.no-refine-edges", "--cleaning.dilate-px", "4", "--no-viewer", "--retrain",
+        "--cleaning.no-refine-edges", "--cleaning.dilate-px", "4", "--cleaning.edge-colours", "rgb", "--no-viewer",
+        "--retrain",
         "--reconstruction.steps", "50", "--reconstruction.device", "cpu"])
     assert command.box_frame == "capture" and not command.cleaning.refine_edges and command.cleaning.dilate_px == 4
-    assert not command.viewer and command.retrain
+    assert not command.viewer and command.retrain and command.cleaning.edge_colours == "rgb"
+    assert tyro.cli(GenerateBoxMasks, args=["--data", "c", "--output-dir", "o"]).cleaning.edge_colours == "chromaticity"
     assert command.reconstruction.steps == 50 and command.reconstruction.device == "cpu"
     with pytest.raises(MaldInputError, match="--box-frame capture is for --box only"):
         GenerateBoxMasks(data=Path("x"), output_dir=Path("y"), box_frame="capture",

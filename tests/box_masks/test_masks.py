@@ -134,7 +134,20 @@ def _disc_scene(size=(90, 120), centre=(45, 60), radius=20, seed=0):
     return np.clip(image, 0, 255).astype(np.uint8), disc
 
 
-def test_edges_refined_on_the_image_remove_a_depth_fringe_and_recover_a_missed_rim():
+def test_chromaticity_keeps_hue_apart_from_shading():
+    lit, shaded = np.array([[[60, 100, 240]]], np.uint8), np.array([[[15, 25, 60]]], np.uint8)  # one blue, 4x darker
+    dark_brown = np.array([[[45, 30, 20]]], np.uint8)
+    lit_c, shaded_c, brown_c = (mk.chromaticity(c).astype(float)[0, 0] for c in (lit, shaded, dark_brown))
+    assert np.abs(lit_c[:2] - shaded_c[:2]).max() <= 3  # shading changes the brightness channel only
+    assert lit_c[2] > 3 * shaded_c[2]
+    rgb_gap = np.linalg.norm(shaded.astype(float) - dark_brown.astype(float))
+    assert np.linalg.norm(shaded_c - brown_c) > 1.5 * rgb_gap  # dark shades of two hues: further apart than in RGB
+    black = mk.chromaticity(np.zeros((2, 2, 3), np.uint8))
+    assert black.dtype == np.uint8 and black.shape == (2, 2, 3) and (black[..., :2] == 85).all()
+
+
+@pytest.mark.parametrize("colours", ["chromaticity", "rgb"])
+def test_edges_refined_on_the_image_remove_a_depth_fringe_and_recover_a_missed_rim(colours):
     image, disc = _disc_scene()
     rows, cols = np.mgrid[:90, :120]
     through = (np.abs(rows - 45) <= 32) & (np.abs(cols - 60) <= 32)  # the box's projection
@@ -142,10 +155,10 @@ def test_edges_refined_on_the_image_remove_a_depth_fringe_and_recover_a_missed_r
     shrunk = (rows - 45) ** 2 + (cols - 60) ** 2 <= 17**2  # its rim missed
     for depth_mask in (fringe, shrunk):
         before = (depth_mask ^ disc).sum()
-        refined = mk.refine_edges(image, depth_mask, through)
+        refined = mk.refine_edges(image, depth_mask, through, colours=colours)
         assert (refined ^ disc).sum() < 0.25 * before
         assert not (refined & ~through).any()  # never outside the box's projection
-    cleaning = mk.MaskCleaning(dilate_px=0)
+    cleaning = mk.MaskCleaning(dilate_px=0, edge_colours=colours)
     view = mk.ViewBoxMask(inside=fringe, through=through)
     assert np.array_equal(mk.clean_mask(view, None, cleaning), fringe)  # no image: the depth test as it is
     assert np.array_equal(mk.clean_mask(view, image, mk.MaskCleaning(dilate_px=0, refine_edges=False)), fringe)
