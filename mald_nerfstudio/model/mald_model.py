@@ -40,7 +40,7 @@ from nerfstudio.model_components.shaders import NormalsShader
 from nerfstudio.models.base_model import Model
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 
-from mald_nerfstudio.data.patch_sampling import PATCH_SIZE_KEY
+from mald_nerfstudio.data.patch_sampling import PATCH_RAY_KEY, PATCH_SIZE_KEY
 from mald_nerfstudio.eval.metrics import InpaintingMetrics, MetricsConfig
 from mald_nerfstudio.model.adversarial_loss import (
     AdversarialLossConfig,
@@ -50,6 +50,7 @@ from mald_nerfstudio.model.adversarial_loss import (
     mask_patches,
     rays_to_patches,
 )
+from mald_nerfstudio.model.appearance import PatchAppearance, PatchAwareAppearanceEmbedding
 from mald_nerfstudio.model.discriminator import DiscriminatorConfig, PatchDiscriminator
 
 DISCRIMINATOR_GROUP = "discriminator"
@@ -101,12 +102,19 @@ class MaldNerfModelConfig(NerfactoModelConfig):
     """LPIPS between renders and inpainted patches inside the mask (SPIn-NeRF baseline; local LPIPS weights)."""
     mask_lpips_mult: float = 0.1
     """Weight of the in-mask LPIPS loss when enabled."""
+    patch_appearance: PatchAppearance = "detached"
+    """Per-view appearance codes on patch rays: detached (no gradient), mean (as evaluation), trained (nerfacto's)."""
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     """Patch discriminator architecture and size."""
     adversarial_loss: AdversarialLossConfig = field(default_factory=AdversarialLossConfig)
     """Adversarial, feature-matching and R1 weights."""
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     """Evaluation metrics and where their network weights are (LPIPS, Inception); never downloaded."""
+
+    @property
+    def has_inpainting_losses(self) -> bool:
+        """Whether any loss supervises the masks (adversarial, in-mask L1 or LPIPS); without one, no patches."""
+        return self.use_adversarial or self.use_mask_l1 or self.use_mask_lpips
 
 
 class MaldNerfModel(NerfactoModel):
@@ -154,6 +162,10 @@ class MaldNerfModel(NerfactoModel):
             average_init_density=self.config.average_init_density,
             implementation=self.config.implementation,
         )
+        if self.field.embedding_appearance is not None:  # same parameters, same checkpoint keys as nerfacto's
+            self.field.embedding_appearance = PatchAwareAppearanceEmbedding(
+                self.num_train_data, appearance_embedding_dim
+            )
         self.camera_optimizer: CameraOptimizer = self.config.camera_optimizer.setup(
             num_cameras=self.num_train_data, device="cpu"
         )
@@ -227,6 +239,15 @@ class MaldNerfModel(NerfactoModel):
         if isinstance(state, dict) and "proposal_step" in state:
             self.proposal_sampler._step = int(state["proposal_step"])
             self.proposal_sampler._steps_since_update = int(state["proposal_steps_since_update"])
+
+    def get_outputs(self, ray_bundle):
+        """nerfacto's outputs; patch rays use the appearance code ``patch_appearance`` says (model/appearance.py)."""
+        embedding = self.field.embedding_appearance
+        flags = (ray_bundle.metadata or {}).get(PATCH_RAY_KEY)
+        if not isinstance(embedding, PatchAwareAppearanceEmbedding) or flags is None or not self.training:
+            return super().get_outputs(ray_bundle)
+        with embedding.for_rays(flags.reshape(-1) > 0.5, self.config.patch_appearance):
+            return super().get_outputs(ray_bundle)
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = super().get_param_groups()
