@@ -82,6 +82,8 @@ class MaldTrainer(Trainer):
         self.run_length: int = config.max_num_iterations
         """The run's total number of steps, counted from step 0 (also while resuming)."""
         self._resumed_rng: Optional[Dict[str, Any]] = None
+        self.nerf_optimizer_steps = 0
+        """NeRF optimizer steps so far (one per loss phase stepped; checkpointed): what budget comparisons count."""
 
     def train(self) -> None:
         total = self.run_length = self.config.max_num_iterations
@@ -137,6 +139,7 @@ class MaldTrainer(Trainer):
         run_state = loaded_state.get(RUN_STATE_KEY) or {}
         if "discriminator_scaler" in run_state:
             self.discriminator_scaler.load_state_dict(run_state["discriminator_scaler"])
+        self.nerf_optimizer_steps = int(run_state.get("nerf_optimizer_steps", 0))
         if "inpainting_scaler" in run_state:
             self.inpainting_scaler.load_state_dict(run_state["inpainting_scaler"])
         self.schedule_horizon = int(run_state.get("schedule_horizon", self.config.max_num_iterations))
@@ -167,6 +170,7 @@ class MaldTrainer(Trainer):
                     "rng": capture_rng_state(),
                     "discriminator_scaler": self.discriminator_scaler.state_dict(),
                     "inpainting_scaler": self.inpainting_scaler.state_dict(),
+                    "nerf_optimizer_steps": self.nerf_optimizer_steps,
                 },
             },
             ckpt_path,
@@ -201,6 +205,9 @@ class MaldTrainer(Trainer):
                 phase = next(phases, None)
                 if phase is None:
                     break
+                if not phase.losses:  # nothing to learn in this phase (e.g. no loss in the mask is switched on)
+                    metrics_dict.update(phase.metrics)
+                    continue
                 loss = functools.reduce(torch.add, phase.losses.values())
             scaler = self.grad_scaler if index == 0 else self.inpainting_scaler
             # Gradient accumulation applies to the first (or only) phase; a later phase steps every iteration.
@@ -211,6 +218,7 @@ class MaldTrainer(Trainer):
             )
             if index > 0:
                 scaler.update()
+            self.nerf_optimizer_steps += 1
             loss_dict.update(phase.losses)
             metrics_dict.update(phase.metrics)
             patches = phase.patches if phase.patches is not None else patches
@@ -225,6 +233,7 @@ class MaldTrainer(Trainer):
                     total = total + metrics_dict[f"Gradients/{tag}"].cpu()
             metrics_dict["Gradients/Total"] = total
 
+        metrics_dict["nerf_optimizer_steps"] = self.nerf_optimizer_steps
         if DISCRIMINATOR_GROUP in self.optimizers.optimizers and patches is not None:
             metrics_dict.update(self._discriminator_step(step, patches))
 

@@ -11,6 +11,9 @@ Each is mald-nerf (or mald-nerf-tiny, for the ``-tiny`` names) with switches fli
 * ``mald-nerf-no-adv-l1``: the paper's "no adversarial + L1" ablation (dataset updates kept).
 * ``mald-nerf-adv-l1``: "adversarial + L1 in mask".
 * ``mald-nerf-no-custom``: "no customisation".
+* ``mald-nerf-summed-step``: one NeRF step per iteration on the summed reconstruction and inpainting losses instead
+  of a reconstruction step and an inpainting step (compared at the same number of optimizer steps, see
+  docs/decisions.md "Two NeRF steps per iteration").
 
 The ``-tiny`` versions use the CPU sizes and the exemplar inpainter; they are what the CPU benchmark runs.
 """
@@ -64,6 +67,10 @@ def _no_customization(config: MaldTrainerConfig) -> None:
     config.pipeline.customization.enabled = False
 
 
+def _summed_step(config: MaldTrainerConfig) -> None:
+    config.pipeline.separate_inpainting_step = False
+
+
 VARIANTS: Dict[str, tuple] = {
     "nerfacto-masked": (
         _masked_only, "Baseline: nerfacto on observed pixels only, masked pixels ignored (no inpainting)."
@@ -73,6 +80,7 @@ VARIANTS: Dict[str, tuple] = {
     "mald-nerf-no-adv-l1": (_pixel_loss_instead_of_adversarial, "Ablation: no adversarial loss, L1 in the mask."),
     "mald-nerf-adv-l1": (_adversarial_plus_l1, "Ablation: adversarial loss plus L1 in the mask."),
     "mald-nerf-no-custom": (_no_customization, "Ablation: no LoRA customisation of the LDM."),
+    "mald-nerf-summed-step": (_summed_step, "Ablation: one NeRF step per iteration on the summed losses."),
 }
 
 
@@ -103,3 +111,5 @@ spinnerf_style_tiny = _spec("spinnerf-style-tiny")
 inpaintnerf360_style_tiny = _spec("inpaintnerf360-style-tiny")
 mald_nerf_no_adv_l1_tiny = _spec("mald-nerf-no-adv-l1-tiny")
 mald_nerf_adv_l1_tiny = _spec("mald-nerf-adv-l1-tiny")
+mald_nerf_summed_step = _spec("mald-nerf-summed-step")
+mald_nerf_summed_step_tiny = _spec("mald-nerf-summed-step-tiny")

@@ -1,5 +1,10 @@
 """Benchmark runner: trains each chosen method on each chosen scene with the same budget and scores it.
 
+The budget is a number of NeRF optimizer steps, the same for every method: a method that takes two steps per
+iteration (mald-nerf's reconstruction step and inpainting step) runs half as many iterations as one that takes one
+(nerfacto-masked, the summed-step form); the dataset-update schedule is given in optimizer steps too and converted
+the same way. Each run's iterations and optimizer steps are in ``results.json`` and the tables.
+
 Every run is a real ``ns-train`` followed by ``ns-eval`` on the scene's object-free views, so the numbers are what
 a user gets from the same commands. Outputs, under ``--output-dir``:
 
@@ -14,11 +19,12 @@ Presets:
 * ``cpu``: three generated demo scenes at half resolution (``demo-seed0``, the demo; ``demo-hidden``, a larger
   ball seen from a small camera disc, so almost none of the hole is observed by any training view; ``demo-seen``,
   a wide camera disc, so much of the hole is observed from other views), the CPU-sized methods with the exemplar
-  inpainter (mald-nerf-tiny, the pixel-loss baseline without adversarial loss, and nerfacto on the observed pixels
-  only), 600 steps each; about 45 minutes on 2 CPU cores.
+  inpainter (mald-nerf-tiny, its summed-step form, the pixel-loss baseline without adversarial loss, and nerfacto
+  on the observed pixels only), 1200 NeRF optimizer steps each (600 iterations of mald-nerf-tiny); about 80 minutes
+  on 2 CPU cores.
 * ``spinnerf``: the SPIn-NeRF dataset on a GPU (pass the scene folders with ``--scenes``): mald-nerf and the
-  baselines at factor 4 with 40 object-free test views, 30k steps each. Needs the LDM, LPIPS and Inception
-  weights (see README).
+  baselines at factor 4 with 40 object-free test views, 60k NeRF optimizer steps each (mald-nerf's 30k
+  iterations). Needs the LDM, LPIPS and Inception weights (see README).
 
 Finished runs are reused, so an interrupted benchmark continues where it stopped.
 """
@@ -31,7 +37,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple
 
@@ -48,18 +54,22 @@ CONSOLE = Console(width=120)
 
 PRESETS: Dict[str, Dict] = {
     "cpu": dict(
-        methods=("mald-nerf-tiny", "mald-nerf-no-adv-l1-tiny", "nerfacto-masked-tiny"),
-        max_num_iterations=600,
+        methods=("mald-nerf-tiny", "mald-nerf-summed-step-tiny", "mald-nerf-no-adv-l1-tiny", "nerfacto-masked-tiny"),
+        optimizer_steps=1200,
+        max_num_iterations=None,
+        # A short budget: start the dataset updates earlier and refresh more views so each view is updated
+        # (first update and interval in optimizer steps: iterations 200 and 50 of a two-step method).
+        update_schedule=(400, 100),
         downscale_factor=2,
         num_test_views=None,
         demo_scenes=("demo-seed0", "demo-hidden", "demo-seen"),
-        # A 600-step budget: start the dataset updates earlier and refresh more views so each view is updated.
-        extra_args=("--machine.device-type", "cpu", "--pipeline.dataset-update.first-update-step", "200",
-                    "--pipeline.dataset-update.update-every", "50", "--pipeline.dataset-update.views-per-update", "4"),
+        extra_args=("--machine.device-type", "cpu", "--pipeline.dataset-update.views-per-update", "4"),
     ),
     "spinnerf": dict(
         methods=("mald-nerf", "spinnerf-style", "inpaintnerf360-style", "nerfacto-masked", "mald-nerf-no-custom"),
-        max_num_iterations=30000,
+        optimizer_steps=60000,
+        max_num_iterations=None,
+        update_schedule=None,
         downscale_factor=4,
         num_test_views=40,
         demo_scenes=(),
@@ -96,8 +106,10 @@ class Benchmark:
     """Scene folders (SPIn-NeRF layout or nerfstudio format). Empty with the cpu preset: generate demo scenes."""
     methods: Tuple[str, ...] = ()
     """Registered method names to compare (empty: the preset's)."""
+    optimizer_steps: Optional[int] = None
+    """NeRF optimizer steps of every run, the budget all methods share (None: the preset's)."""
     max_num_iterations: Optional[int] = None
-    """Training steps of every run (None: the preset's)."""
+    """Iterations of every run whatever its steps per iteration, in place of the step budget (None: use the budget)."""
     downscale_factor: Optional[int] = None
     """Image downscale factor passed to the data parser (None: the preset's)."""
     num_test_views: Optional[int] = None
@@ -150,17 +162,30 @@ class Benchmark:
     def _run_dir(self, scene: Path, method: str) -> Path:
         return self.output_dir / "runs" / scene.name / method
 
+    def iterations(self, method: str) -> Tuple[int, int]:
+        """(iterations, NeRF optimizer steps per iteration) of ``method``'s runs under this benchmark's budget."""
+        per_iteration = steps_per_iteration(method, self.extra_args)
+        if self.max_num_iterations is not None:
+            return self.max_num_iterations, per_iteration
+        return max(1, self.resolved("optimizer_steps") // per_iteration), per_iteration
+
     def _train_command(self, scene: Path, method: str, run_dir: Path) -> List[str]:
         parser_args = ["mald-data"]
         if self.resolved("downscale_factor") is not None:
             parser_args += ["--downscale-factor", str(self.resolved("downscale_factor"))]
         if self.resolved("num_test_views") is not None:
             parser_args += ["--num-test-views", str(self.resolved("num_test_views"))]
+        iterations, per_iteration = self.iterations(method)
+        schedule: List[str] = []
+        if PRESETS[self.preset]["update_schedule"] is not None:
+            first, every = (max(1, value // per_iteration) for value in PRESETS[self.preset]["update_schedule"])
+            schedule = ["--pipeline.dataset-update.first-update-step", str(first),
+                        "--pipeline.dataset-update.update-every", str(every)]
         return [
             "ns-train", method, "--data", str(scene), "--output-dir", str(run_dir), "--timestamp", "benchmark",
-            "--experiment-name", scene.name, "--max-num-iterations", str(self.resolved("max_num_iterations")),
+            "--experiment-name", scene.name, "--max-num-iterations", str(iterations),
             "--vis", "tensorboard", "--viewer.quit-on-train-completion", "True",
-            *PRESETS[self.preset]["extra_args"], *self.extra_args, *parser_args,
+            *PRESETS[self.preset]["extra_args"], *schedule, *self.extra_args, *parser_args,
         ]
 
     def _execute(self, command: List[str], log: Path) -> Tuple[bool, float]:
@@ -184,7 +209,9 @@ class Benchmark:
         if record_file.is_file():
             return json.loads(record_file.read_text())
         run_dir.mkdir(parents=True, exist_ok=True)
-        record: Dict = {"scene": scene.name, "method": method}
+        iterations, per_iteration = self.iterations(method)
+        record: Dict = {"scene": scene.name, "method": method, "iterations": iterations,
+                        "optimizer_steps": iterations * per_iteration}
         ok, seconds = self._execute(self._train_command(scene, method, run_dir), run_dir / "train.log")
         record["train_seconds"] = round(seconds, 1)
         configs = sorted(run_dir.rglob("config.yml"))
@@ -222,7 +249,8 @@ class Benchmark:
                     progress.console.print(f"{scene.name} / {method}: {status}")
                     progress.advance(task)
         (self.output_dir / "results.json").write_text(json.dumps({
-            "preset": self.preset, "max_num_iterations": self.resolved("max_num_iterations"),
+            "preset": self.preset, "optimizer_steps": self.resolved("optimizer_steps"),
+            "max_num_iterations": self.max_num_iterations,
             "downscale_factor": self.resolved("downscale_factor"), "runs": records}, indent=2))
         table = markdown_report(records, methods, [s.name for s in scenes], self.describe())
         (self.output_dir / "results.md").write_text(table)
@@ -235,8 +263,30 @@ class Benchmark:
 
     def describe(self) -> str:
         """One line saying what was run."""
-        return (f"preset `{self.preset}`, {self.resolved('max_num_iterations')} steps per run, downscale factor "
-                f"{self.resolved('downscale_factor')}, command: `{' '.join(sys.argv)}`")
+        budget = (f"{self.max_num_iterations} iterations per run" if self.max_num_iterations is not None else
+                  f"{self.resolved('optimizer_steps')} NeRF optimizer steps per run (iterations: that over the "
+                  "method's steps per iteration)")
+        return (f"preset `{self.preset}`, {budget}, downscale factor {self.resolved('downscale_factor')}, command: "
+                f"`{' '.join(sys.argv)}`")
+
+
+def steps_per_iteration(method: str, extra_args: Tuple[str, ...] = ()) -> int:
+    """NeRF optimizer steps per iteration of a registered method (``MaldPipelineConfig.nerf_steps_per_iteration``),
+    with a ``--pipeline.separate-inpainting-step`` among the extra arguments taken into account; 1 for a method
+    that is not ours."""
+    from nerfstudio.plugins.registry import discover_methods
+
+    methods, _ = discover_methods()
+    if method not in methods:
+        raise MaldInputError(f"unknown method {method}", fix=f"choose from {', '.join(sorted(methods))}")
+    pipeline = methods[method].pipeline
+    if not hasattr(pipeline, "nerf_steps_per_iteration"):
+        return 1
+    flag = "--pipeline.separate-inpainting-step"
+    if flag in extra_args:
+        value = extra_args[extra_args.index(flag) + 1] if extra_args.index(flag) + 1 < len(extra_args) else "True"
+        pipeline = replace(pipeline, separate_inpainting_step=value.lower() in ("true", "1", "yes"))
+    return pipeline.nerf_steps_per_iteration()
 
 
 def _cell(value: Optional[float], digits: int) -> str:
@@ -247,8 +297,8 @@ def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], 
     """Markdown tables (mean over scenes, then per scene) in the paper's column order; lower LPIPS/FID/KID is
     better, higher PSNR/SSIM is better; 'n/a' marks a metric that could not be computed (reasons below)."""
     by_key = {(r["scene"], r["method"]): r for r in records}
-    header = "| method | " + " | ".join(c[1] for c in TABLE_COLUMNS) + " | train min |"
-    rule = "|---" * (len(TABLE_COLUMNS) + 2) + "|"
+    header = "| method | " + " | ".join(c[1] for c in TABLE_COLUMNS) + " | iterations (optimizer steps) | train min |"
+    rule = "|---" * (len(TABLE_COLUMNS) + 3) + "|"
 
     def rows(scene_names: List[str]) -> List[str]:
         lines = [header, rule]
@@ -256,12 +306,13 @@ def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], 
             runs = [by_key.get((s, method)) for s in scene_names]
             if any(r is None or "error" in r for r in runs):
                 errors = [r.get("error", "") for r in runs if r is not None and "error" in r]
-                lines.append(f"| {method} | " + " | ".join(["failed"] * len(TABLE_COLUMNS)) + f" | {errors[:1]} |")
+                lines.append(f"| {method} | " + " | ".join(["failed"] * len(TABLE_COLUMNS)) + f" | | {errors[:1]} |")
                 continue
             cells = [_cell(nan_mean_std([r["results"].get(key, math.nan) for r in runs])[0], digits)
                      for key, _, digits in TABLE_COLUMNS]
             minutes = nan_mean_std([r["train_seconds"] / 60 for r in runs])[0]
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {minutes:.1f} |")
+            budget = f"{runs[0].get('iterations', '?')} ({runs[0].get('optimizer_steps', '?')})"
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {budget} | {minutes:.1f} |")
         return lines
 
     out = [f"Benchmark: {description}", "", f"Mean over {len(scenes)} scene(s): {', '.join(scenes)}", ""]

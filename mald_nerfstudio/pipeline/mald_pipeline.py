@@ -16,7 +16,7 @@ step; the inpainting phase hands the trainer the patches its discriminator step 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Type
 
@@ -62,6 +62,16 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     separate_inpainting_step: bool = True
     """Reconstruction and inpainting as two NeRF steps per iteration (the spec's form); off: one summed step."""
 
+    def nerf_steps_per_iteration(self) -> int:
+        """NeRF optimizer steps of one iteration once the views are inpainted: 2 with a separate inpainting step
+        (reconstruction, then inpainting), else 1. Comparisons at one budget count these, not iterations."""
+        patches = (
+            self.datamanager.num_inpaint_patches > 0
+            and self.model.has_inpainting_losses
+            and not isinstance(self.inpainter, NoInpainterConfig)
+        )
+        return 2 if self.separate_inpainting_step and patches else 1
+
 
 class MaldPipeline(VanillaPipeline):
     """VanillaPipeline with the inpainting dataset and its updates."""
@@ -70,6 +80,12 @@ class MaldPipeline(VanillaPipeline):
     datamanager: MaldDataManager
 
     def __init__(self, config: MaldPipelineConfig, device: str, test_mode: str = "val", *args, **kwargs):
+        if config.datamanager.num_inpaint_patches > 0 and not config.model.has_inpainting_losses:
+            CONSOLE.print(
+                "No loss inside the masks is switched on (adversarial, in-mask L1 or LPIPS): no patches are rendered "
+                "and the masked pixels are ignored, as nerfacto-masked does."
+            )
+            config = replace(config, datamanager=replace(config.datamanager, num_inpaint_patches=0))
         super().__init__(config, device, test_mode, *args, **kwargs)  # type: ignore[arg-type]
         self._inpainter: Optional[Inpainter] = None
         self.updater: Optional[DatasetUpdater] = None
