@@ -122,6 +122,8 @@ class Benchmark:
     """Index of the evaluation view shown in the grids."""
     timeout_minutes: float = 240.0
     """Give up on a single run after this long."""
+    reevaluate: bool = False
+    """Run ns-eval again on finished runs (their training is reused), e.g. after the metrics changed."""
 
     def resolved(self, key: str):
         """This run's value of a setting: the command line's, else the preset's."""
@@ -207,15 +209,21 @@ class Benchmark:
         run_dir = self._run_dir(scene, method)
         record_file = run_dir / "record.json"
         if record_file.is_file():
-            return json.loads(record_file.read_text())
-        run_dir.mkdir(parents=True, exist_ok=True)
-        iterations, per_iteration = self.iterations(method)
-        record: Dict = {"scene": scene.name, "method": method, "iterations": iterations,
-                        "optimizer_steps": iterations * per_iteration}
-        ok, seconds = self._execute(self._train_command(scene, method, run_dir), run_dir / "train.log")
-        record["train_seconds"] = round(seconds, 1)
+            record = json.loads(record_file.read_text())
+            if not self.reevaluate:
+                return record
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            iterations, per_iteration = self.iterations(method)
+            record = {"scene": scene.name, "method": method, "iterations": iterations,
+                      "optimizer_steps": iterations * per_iteration}
+            ok, seconds = self._execute(self._train_command(scene, method, run_dir), run_dir / "train.log")
+            record["train_seconds"] = round(seconds, 1)
+            if not ok:
+                record["error"] = f"training failed, see {run_dir / 'train.log'}"
+                return record
         configs = sorted(run_dir.rglob("config.yml"))
-        if not ok or not configs:
+        if not configs:
             record["error"] = f"training failed, see {run_dir / 'train.log'}"
             return record
         eval_json = run_dir / "eval.json"
