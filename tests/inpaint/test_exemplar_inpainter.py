@@ -1,4 +1,5 @@
-"""Tests of the exemplar (shift-map) inpainter: exact composite, seeded variety, sharpness, partial mode.
+"""Tests of the exemplar (shift-map) inpainter: object replaced by copied texture, seeded variety, sharpness, partial
+mode; and the base class's exact composite outside the mask, which every inpainter inherits.
 
 Two textures: a procedural dead-leaves image (overlapping random discs plus fine grain; always available, no
 periodicity, sharp edges like natural images) and a real LLFF photo (fern, read from the shared data folder
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
+from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
 from mald_nerfstudio.inpaint.exemplar import ExemplarInpainter, ExemplarInpainterConfig, low_pass, partial_sigma
 from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
 
@@ -86,10 +88,49 @@ def texture(request) -> Dict:
     return {"name": request.param, "image": image, "mask": mask, "fills": fills.numpy()}
 
 
-def test_outside_mask_pixels_are_bit_exact(texture):
-    outside = ~texture["mask"]
-    for fill in texture["fills"]:
-        assert np.array_equal(fill[outside], texture["image"][outside])
+class _GarbageEverywhereInpainter(Inpainter):
+    """A subclass whose ``_fill`` changes every pixel, inside and outside the mask, and returns float64 values
+    outside [0, 1]: whatever the base class returns outside the mask is then its own doing."""
+
+    def _fill(self, images, masks, init, strength, seeds):
+        noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(seeds[0]), dtype=torch.float64)
+        return 3.0 * noise - 1.0
+
+
+def test_base_class_inpaint_keeps_pixels_outside_the_mask_bit_exact_whatever_the_fill():
+    """The base class's guarantee (inpaint/base.py), for every inpainter: ``Inpainter.inpaint`` returns the input
+    pixels bit for bit outside the mask, and the subclass's fill (clamped to [0, 1], in the input's dtype) inside."""
+    image, mask = dead_leaves(seed=2), object_mask()
+    images, masks = batch(image, mask)
+    inpainter = _GarbageEverywhereInpainter(InpainterConfig())
+    out = inpainter.inpaint(images, masks, seeds=[9])
+    raw = inpainter._fill(images, masks, None, 1.0, [9])
+    assert not torch.equal(raw[0].float()[~masks[0]], images[0][~masks[0]])  # the fill did change them
+    assert out.dtype == images.dtype and out.shape == images.shape
+    assert torch.equal(out[0][~masks[0]], images[0][~masks[0]])
+    assert torch.equal(out[0][masks[0]], raw[0].float().clamp(0.0, 1.0)[masks[0]])
+
+
+OBJECT_COLOUR = np.array([1.0, 0.0, 1.0], np.float32)
+"""Saturated magenta, painted into the mask as the object to remove."""
+
+
+def test_exemplar_fill_replaces_the_object_with_texture_copied_from_around_it(texture):
+    """The exemplar's own contribution, without the base class's composite (its ``_fill`` is called directly): with
+    an object under the mask, the fill is exactly the one it makes when the texture is under the mask (it reads no
+    masked pixel) and does not show the object, and without seam blending (which only adds a smooth
+    correction) each filled pixel is an exact copy of an observed pixel of the view."""
+    image, mask = texture["image"], texture["mask"]
+    with_object = np.where(mask[..., None], OBJECT_COLOUR, image).astype(np.float32)
+    for config in (ExemplarInpainterConfig(), ExemplarInpainterConfig(blend_seams=False)):
+        inpainter = ExemplarInpainter(config)
+        fill = inpainter._fill(*batch(with_object, mask), None, 1.0, [0])[0].numpy()
+        without_object = inpainter._fill(*batch(image, mask), None, 1.0, [0])[0].numpy()
+        assert fill.shape == image.shape
+        assert np.array_equal(fill[mask], without_object[mask]), "the fill depends on the pixels under the mask"
+        assert np.abs(fill[mask] - OBJECT_COLOUR).mean() > 0.2, "the hole still shows the object"
+        if not config.blend_seams:
+            assert np.isin(_pixel_keys(fill[mask]), _pixel_keys(image[~mask])).all()
 
 
 def test_same_seed_gives_identical_fill(texture):
