@@ -80,7 +80,8 @@ PRESETS: Dict[str, Dict] = {
 
 TABLE_COLUMNS = (
     ("lpips", "LPIPS", 4), ("m_lpips", "M-LPIPS", 4), ("fid", "FID", 2), ("kid", "KID", 4),
-    ("m_swd", "SWD (mask, proxy)", 1), ("m_sharpness", "sharpness (mask, proxy)", 2), ("swd", "SWD (proxy)", 1),
+    ("m_swd", "SWD (mask, proxy)", 1), ("m_rgb_swd", "RGB patch SWD (mask)", 1),
+    ("m_sharpness", "sharpness (mask, proxy)", 2), ("swd", "SWD (proxy)", 1),
     ("psnr", "PSNR", 2), ("masked_psnr", "PSNR (mask)", 2), ("unmasked_psnr", "PSNR (outside)", 2),
     ("ssim", "SSIM", 3), ("masked_ssim", "SSIM (mask)", 3),
 )

@@ -9,14 +9,14 @@ Conventions (everything in this module):
 Per image (:meth:`InpaintingMetrics.per_image`): ``psnr``, ``ssim`` (whole image, torchmetrics with
 ``data_range=1``), ``masked_psnr`` (MSE over the masked pixels), ``unmasked_psnr`` (over the other pixels),
 ``masked_ssim`` (torchmetrics' SSIM map averaged over the masked pixels), ``m_sharpness`` (Laplacian energy in the
-mask relative to the truth's, weight-free), ``lpips`` and ``m_lpips`` (LPIPS after setting the pixels outside the
-mask to black in both images). Masked values of an image whose mask is empty are NaN (average them with a
-NaN-aware mean).
+mask relative to the truth's, weight-free), ``m_rgb_swd`` (that view's raw-RGB patch SWD in the mask, x 1000, see
+below), ``lpips`` and ``m_lpips`` (LPIPS after setting the pixels outside the mask to black in both images). Masked
+values of an image whose mask is empty are NaN (average them with a NaN-aware mean).
 
-Per set (:meth:`InpaintingMetrics.per_set`): ``swd`` and ``m_swd`` (weight-free, see
-:mod:`mald_nerfstudio.eval.patch_swd`); ``fid``, ``kid`` and ``kid_std`` between the rendered and the
-ground-truth views; ``c_fid``, ``c_kid``, ``c_kid_std``: the same on crops around the mask border (see
-:mod:`mald_nerfstudio.eval.border_crops`). FID/KID use torchmetrics' ``FrechetInceptionDistance`` /
+Per set (:meth:`InpaintingMetrics.per_set`): ``swd``, ``m_swd`` and the colour-aware ``m_rgb_swd`` (weight-free,
+x 1000, patches of all views pooled, see :mod:`mald_nerfstudio.eval.patch_swd`); ``fid``, ``kid`` and ``kid_std``
+between the rendered and the ground-truth views; ``c_fid``, ``c_kid``, ``c_kid_std``: the same on crops around the
+mask border (see :mod:`mald_nerfstudio.eval.border_crops`). FID/KID use torchmetrics' ``FrechetInceptionDistance`` /
 ``KernelInceptionDistance`` fed with features extracted once per image by the FID Inception network.
 KID's subset size adapts to small sets: ``min(kid_subset_size, n_rendered, n_reference)`` (with fewer samples
 than the configured size, every subset is the whole set, so ``kid_std`` is 0); subsets are drawn with a fixed
@@ -46,16 +46,21 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.eval.border_crops import border_crops
 from mald_nerfstudio.eval.metric_networks import PerceptualDistance, build_inception, build_lpips
-from mald_nerfstudio.eval.patch_swd import masked_sharpness, swd
+from mald_nerfstudio.eval.patch_swd import masked_sharpness, rgb_swd, swd
 
 PER_IMAGE_METRICS = (
     "psnr", "ssim", "masked_psnr", "unmasked_psnr", "masked_ssim", "m_sharpness", "lpips", "m_lpips"
 )
 """Metric names computed per image."""
-PER_SET_METRICS = ("swd", "m_swd", "fid", "kid", "c_fid", "c_kid")
-"""Metric names computed per set (``kid``/``c_kid`` also report ``kid_std``/``c_kid_std``)."""
+PER_SET_METRICS = ("swd", "m_swd", "m_rgb_swd", "fid", "kid", "c_fid", "c_kid")
+"""Metric names computed per set (``kid``/``c_kid`` also report ``kid_std``/``c_kid_std``; ``m_rgb_swd`` is also
+given per image, for that view alone, but its scene value pools the patches of all views)."""
 ALL_METRICS = PER_IMAGE_METRICS + PER_SET_METRICS
 """Every metric name :class:`MetricsConfig` accepts."""
+MASKED_METRICS = (
+    "masked_psnr", "unmasked_psnr", "masked_ssim", "m_sharpness", "m_lpips", "m_swd", "m_rgb_swd", "c_fid", "c_kid"
+)
+"""Metrics that need the inpainting masks of the scored views (inside them, or for ``unmasked_psnr`` outside)."""
 
 _LPIPS_METRICS = ("lpips", "m_lpips")
 _INCEPTION_METRICS = ("fid", "kid", "c_fid", "c_kid")
@@ -309,6 +314,8 @@ class InpaintingMetrics:
                 out["masked_ssim"] = float(ssim_map[mask_b].mean()) if bool(mask_b.any()) else math.nan
         if mask_b is not None and self._wants("m_sharpness"):
             out["m_sharpness"] = masked_sharpness(pred, gt, mask_b)
+        if mask_b is not None and self._wants("m_rgb_swd"):
+            out["m_rgb_swd"] = rgb_swd([pred], [gt], [mask_b], seed=self.config.seed)
         if self.lpips_distance is not None:
             if self._wants("lpips"):
                 out["lpips"] = float(self.lpips_distance(_chw(pred), _chw(gt))[0])
@@ -369,18 +376,21 @@ class InpaintingMetrics:
         masks: Optional[Sequence[Tensor]] = None,
         gt_masks: Optional[Sequence[Tensor]] = None,
     ) -> Dict[str, float]:
-        """Set metrics: FID/KID between ``preds`` and ``gts``; C-FID/C-KID between their border crops.
+        """Set metrics: SWD, FID/KID between ``preds`` and ``gts``; in-mask SWDs; C-FID/C-KID between their border
+        crops.
 
         Args:
             preds: rendered views, each [H, W, 3] in [0, 1].
             gts: reference views (ground-truth test views; for scenes without ground truth, the real images
                 the crops are compared with), each [H, W, 3] in [0, 1]. Need not be paired with ``preds``.
-            masks: inpainting masks of ``preds`` (needed for C-FID / C-KID).
-            gt_masks: masks placing the crops in ``gts``; default ``masks`` (then ``gts`` pair with ``preds``).
+            masks: inpainting masks of ``preds``; None leaves out the metrics that need them (``m_swd``,
+                ``m_rgb_swd``, ``c_fid``, ``c_kid``: the caller says why).
+            gt_masks: masks in ``gts``; default ``masks`` (then ``gts`` pair with ``preds``).
 
         Returns:
-            Metric name -> float (``fid``, ``kid``, ``kid_std``, ``c_fid``, ``c_kid``, ``c_kid_std``) for the
-            enabled and available metrics; NaN where a set has fewer than 2 samples.
+            Metric name -> float (``swd``, ``m_swd``, ``m_rgb_swd``, ``fid``, ``kid``, ``kid_std``, ``c_fid``,
+            ``c_kid``, ``c_kid_std``) for the enabled and available metrics; NaN where a set has fewer than 2
+            samples.
         """
         out: Dict[str, float] = {}
         preds = [_as_image(p, "A rendered image") for p in preds]
@@ -389,15 +399,15 @@ class InpaintingMetrics:
             out["swd"] = swd(preds, gts, seed=self.config.seed)
         if self._wants("m_swd") and masks is not None:
             out["m_swd"] = swd(preds, gts, masks, gt_masks, seed=self.config.seed)
+        if self._wants("m_rgb_swd") and masks is not None:
+            out["m_rgb_swd"] = rgb_swd(preds, gts, masks, gt_masks, seed=self.config.seed)
         if self.feature_extractor is None:
             return out
         if self._wants("fid") or self._wants("kid"):
             fake = self._features([p.permute(2, 0, 1) for p in preds], batch_size=1)
             real = self._features([g.permute(2, 0, 1) for g in gts], batch_size=1)
             self._set_distances("", real, fake, out)
-        if self._wants("c_fid") or self._wants("c_kid"):
-            if masks is None:
-                raise MaldInputError("C-FID / C-KID need the inpainting masks of the rendered views")
+        if masks is not None and (self._wants("c_fid") or self._wants("c_kid")):
             gt_masks = masks if gt_masks is None else gt_masks
             size, count = self.config.crop_size, self.config.crops_per_image
             pred_masks = [_as_mask(m, tuple(p.shape[:2])) for m, p in zip(masks, preds)]

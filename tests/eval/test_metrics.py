@@ -8,6 +8,7 @@ loading code; the production code never computes a metric with a random network.
 from __future__ import annotations
 
 import math
+import shutil
 import socket
 import urllib.request
 import warnings
@@ -30,6 +31,7 @@ from mald_nerfstudio.eval.metric_networks import (
     build_lpips,
 )
 from mald_nerfstudio.eval.metrics import (
+    MASKED_METRICS,
     InpaintingMetrics,
     MetricsConfig,
     MetricUnavailableWarning,
@@ -217,9 +219,9 @@ def test_missing_weights_make_metrics_unavailable_with_reason_without_any_downlo
     assert LPIPS_BACKBONES["alex"].url in lpips_reason
     assert str(offline_with_empty_hub / "weights-inception-2015-12-05-6726825d.pth") in inception_reason
     assert INCEPTION_FID.url in inception_reason
-    assert all(set(result) == {"psnr", "ssim", "masked_psnr", "unmasked_psnr", "masked_ssim", "m_sharpness"}
-               for result in per_image)
-    assert set(per_set) == {"swd", "m_swd"}  # the weight-free proxies are always there
+    assert all(set(result) == {"psnr", "ssim", "masked_psnr", "unmasked_psnr", "masked_ssim", "m_sharpness",
+                               "m_rgb_swd"} for result in per_image)
+    assert set(per_set) == {"swd", "m_swd", "m_rgb_swd"}  # the weight-free proxies are always there
     unavailable_warnings = [w for w in caught if issubclass(w.category, MetricUnavailableWarning)]
     assert len(unavailable_warnings) == 2  # one for LPIPS, one for Inception, not per instance or image
 
@@ -404,3 +406,69 @@ def test_fid_and_kid_keep_precomputed_features_under_the_old_torchmetrics_cast(m
         monkeypatch.setattr(cls, "__init__", old_rule)
     assert frechet_distance(real, fake) == pytest.approx(expected[0], rel=1e-9)
     assert kernel_distance(real, fake, subsets=5) == pytest.approx(expected[1], rel=1e-9)
+
+
+# ------------------------------------------------------------------------------ ns-eval: scenes with(out) test masks
+
+
+def _numbers(value):
+    """Every float in ns-eval's results, nested ones (per_image) included."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return [value] if isinstance(value, float) else []
+
+
+def test_ns_eval_without_test_view_masks_lists_the_masked_metrics_unavailable_with_where_the_masks_go(
+    demo_scene, tmp_path
+):
+    from tests.training_harness import tiny_config, train
+
+    scene = tmp_path / "scene"
+    shutil.copytree(demo_scene, scene)
+    test_views = ("image000.png", "image001.png", "image002.png")  # the fixture's 3 object-free views
+    for folder in ("images", "images_2"):
+        for name in test_views:
+            (scene / folder / "label" / name).unlink()
+    trainer = train(tiny_config(scene, tmp_path / "out", steps=2))
+    result = trainer.pipeline.get_average_eval_image_metrics(get_std=True)
+    assert result["num_views"] == 3 and math.isfinite(result["psnr"]) and math.isfinite(result["swd"])
+    assert not [n for n in _numbers(result) if math.isnan(n)], result  # m_swd used to be NaN
+    unavailable = result["unavailable_metrics"]
+    for name in MASKED_METRICS:
+        assert name not in result and all(name not in entry for entry in result["per_image"]), name
+        reason = unavailable[name]
+        assert "none of the 3 object-free test views has an inpainting mask" in reason, reason
+        # exactly where the SPIn-NeRF layout's parser looks for a test view's mask
+        assert str(scene / "images" / "label" / "image000.png") in reason, reason
+        assert "first 3 images" in reason, reason
+
+
+def test_ns_eval_with_test_view_masks_reports_every_masked_metric(demo_scene, tmp_path):
+    from tests.training_harness import tiny_config, train
+
+    trainer = train(tiny_config(demo_scene, tmp_path, steps=2))
+    result = trainer.pipeline.get_average_eval_image_metrics(get_std=True)
+    weights_missing = set(trainer.pipeline.model.metrics.unavailable)
+    assert set(result["unavailable_metrics"]) == weights_missing  # no masked metric is unavailable for want of masks
+    for name in set(MASKED_METRICS) - weights_missing:
+        assert math.isfinite(result[name]), (name, result)
+    assert result["m_rgb_swd"] > 0 and result["m_swd"] > 0
+    assert all(math.isfinite(entry["m_rgb_swd"]) for entry in result["per_image"])  # each view alone too
+    assert "m_rgb_swd_std" not in result  # the scene value pools the views' patches: not a mean over views
+
+
+def test_where_test_masks_go_names_the_nerfstudio_layouts_key_and_file(tmp_path):
+    from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
+    from mald_nerfstudio.data.nerfstudio_inpaint_dataparser import InpaintNerfstudioDataParserConfig
+    from mald_nerfstudio.eval.evaluate import where_test_masks_go
+
+    scene = tmp_path / "capture"
+    scene.mkdir()
+    (scene / "transforms.json").write_text("{}")
+    images = [scene / "images" / "clean_00001.png"]
+    for parser in (InpaintNerfstudioDataParserConfig(data=scene).setup(), MaldDataParserConfig(data=scene).setup()):
+        hint = where_test_masks_go(parser, images)
+        assert str(scene / "transforms.json") in hint and '"inpaint_mask_path"' in hint, hint
+        assert '"object_free": true' in hint and "inpaint_masks/clean_00001.png" in hint, hint
