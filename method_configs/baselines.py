@@ -11,6 +11,8 @@ Each is mald-nerf (or mald-nerf-tiny, for the ``-tiny`` names) with switches fli
 * ``mald-nerf-no-adv-l1``: the paper's "no adversarial + L1" ablation (dataset updates kept).
 * ``mald-nerf-adv-l1``: "adversarial + L1 in mask".
 * ``mald-nerf-no-custom``: "no customisation".
+* ``mald-nerf-whole-mask``: the paper's form of the inpainting: every view's whole mask is inpainted before the
+  first step, also what other views saw (no visibility test, no warm-up).
 * ``mald-nerf-summed-step``: one NeRF step per iteration on the summed reconstruction and inpainting losses instead
   of a reconstruction step and an inpainting step (compared at the same number of optimizer steps, see
   docs/decisions.md "Two NeRF steps per iteration").
@@ -37,6 +39,7 @@ def _masked_only(config: MaldTrainerConfig) -> None:
     config.pipeline.model.use_adversarial = False
     config.pipeline.dataset_update.enabled = False
     config.pipeline.customization.enabled = False
+    _whole_mask(config)
 
 
 def _pixel_loss_instead_of_adversarial(config: MaldTrainerConfig) -> None:
@@ -50,6 +53,7 @@ def _spinnerf(config: MaldTrainerConfig) -> None:
     config.pipeline.dataset_update.enabled = False
     config.pipeline.customization.enabled = False
     config.pipeline.separate_inpainting_step = False  # SPIn-NeRF sums its losses into one step
+    _whole_mask(config)  # as the paper: every view's whole mask inpainted once
 
 
 def _inpaintnerf360(config: MaldTrainerConfig) -> None:
@@ -57,6 +61,7 @@ def _inpaintnerf360(config: MaldTrainerConfig) -> None:
     config.pipeline.dataset_update.enabled = False
     config.pipeline.customization.enabled = False
     config.pipeline.separate_inpainting_step = False  # as SPIn-NeRF, one summed loss
+    _whole_mask(config)
 
 
 def _adversarial_plus_l1(config: MaldTrainerConfig) -> None:
@@ -65,6 +70,11 @@ def _adversarial_plus_l1(config: MaldTrainerConfig) -> None:
 
 def _no_customization(config: MaldTrainerConfig) -> None:
     config.pipeline.customization.enabled = False
+
+
+def _whole_mask(config: MaldTrainerConfig) -> None:
+    config.pipeline.visibility.enabled = False
+    config.pipeline.dataset_update.warmup_steps = 0
 
 
 def _summed_step(config: MaldTrainerConfig) -> None:
@@ -80,6 +90,7 @@ VARIANTS: Dict[str, tuple] = {
     "mald-nerf-no-adv-l1": (_pixel_loss_instead_of_adversarial, "Ablation: no adversarial loss, L1 in the mask."),
     "mald-nerf-adv-l1": (_adversarial_plus_l1, "Ablation: adversarial loss plus L1 in the mask."),
     "mald-nerf-no-custom": (_no_customization, "Ablation: no LoRA customisation of the LDM."),
+    "mald-nerf-whole-mask": (_whole_mask, "Ablation: the paper's whole-mask inpainting (no visibility test)."),
     "mald-nerf-summed-step": (_summed_step, "Ablation: one NeRF step per iteration on the summed losses."),
 }
 
@@ -111,5 +122,7 @@ spinnerf_style_tiny = _spec("spinnerf-style-tiny")
 inpaintnerf360_style_tiny = _spec("inpaintnerf360-style-tiny")
 mald_nerf_no_adv_l1_tiny = _spec("mald-nerf-no-adv-l1-tiny")
 mald_nerf_adv_l1_tiny = _spec("mald-nerf-adv-l1-tiny")
+mald_nerf_whole_mask = _spec("mald-nerf-whole-mask")
+mald_nerf_whole_mask_tiny = _spec("mald-nerf-whole-mask-tiny")
 mald_nerf_summed_step = _spec("mald-nerf-summed-step")
 mald_nerf_summed_step_tiny = _spec("mald-nerf-summed-step-tiny")

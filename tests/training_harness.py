@@ -13,7 +13,9 @@ from nerfstudio.utils import writer
 
 def tiny_config(data: Path, out: Path, steps: int, edit: Optional[Callable[[MaldTrainerConfig], None]] = None,
                 num_test_views: Optional[int] = None) -> MaldTrainerConfig:
-    """mald-nerf-tiny for a test: CPU, tensorboard only, telea inpainter (fast), no eval during training."""
+    """mald-nerf-tiny for a test: CPU, tensorboard only, telea inpainter (fast), no eval during training, and the
+    paper's whole-mask inpainting before the first step (no warm-up, no visibility test) unless ``edit`` asks for
+    them (tests/pipeline/test_visibility.py does)."""
     config = mald_nerf_tiny_config()
     config.pipeline.datamanager.data = data
     if num_test_views is not None:
@@ -27,6 +29,8 @@ def tiny_config(data: Path, out: Path, steps: int, edit: Optional[Callable[[Mald
     config.pipeline.datamanager.train_num_rays_per_batch = 256
     config.pipeline.model.eval_num_rays_per_chunk = 4096
     config.logging.steps_per_log = 1
+    config.pipeline.dataset_update.warmup_steps = 0
+    config.pipeline.visibility.enabled = False
     if edit is not None:
         edit(config)
     config.set_timestamp()

@@ -33,7 +33,7 @@ from mald_nerfstudio.box_masks.reconstruction import (
     train_or_reuse,
 )
 from mald_nerfstudio.box_masks.scene import prepare_output, read_scene, write_transforms
-from mald_nerfstudio.data.image_io import read_rgb
+from mald_nerfstudio.data.image_io import read_rgb, write_mask_png
 from mald_nerfstudio.errors import MaldInputError
 
 PREVIEW_FILE = "mask_preview.png"
@@ -83,7 +83,7 @@ def generate_box_masks(scene_path: Path, out_dir: Path, box: Box, settings: Opti
         mask_name = f"masks/{Path(name).stem}.png"
         if mask_name in mask_paths.values():  # a.jpg and a.png
             mask_name = f"masks/{name}.png"
-        Image.fromarray(mask.astype(np.uint8) * 255).save(out_dir / mask_name)
+        write_mask_png(out_dir / mask_name, mask)
         mask_paths[name] = mask_name
     transforms = write_transforms(out_dir, scene, "transforms.json", masks=mask_paths)
     write_preview(out_dir / PREVIEW_FILE, [out_dir / "images" / n for n in names], masks, names)

@@ -3,8 +3,10 @@
 Training views are loaded into memory once. Each step returns
 
 * reconstruction rays drawn from observed pixels only (outside every mask), with their original colours, and
-* ``num_inpaint_patches`` P x P patches that overlap the masks, every ray of each patch rendered, with the same
-  patch cut from the *current inpainted* image and its mask (the masked adversarial loss compares the two).
+* ``num_inpaint_patches`` P x P patches that overlap the fill masks, every ray of each patch rendered, with the
+  same patch cut from the *current inpainted* image and its fill mask (the masked adversarial loss compares the
+  two). The fill masks are the masks at first; with visibility-aware inpainting
+  (:mod:`mald_nerfstudio.pipeline.visibility`) they shrink to what no other training view saw.
 
 The inpainted images are training state: they are saved in every checkpoint (``get_extra_state``) together with
 the dataset-update counter and restored on resume. The originals are never written anywhere.
@@ -65,6 +67,8 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.originals: Optional[Tensor] = None
         self.current: Optional[Tensor] = None
         self.masks: Optional[Tensor] = None
+        self.fill_masks: Optional[Tensor] = None
+        self.visibility_step: Optional[int] = None
         self.initialized = False
         self.num_updates = 0
         self.update_history: List[Tuple[int, float]] = []
@@ -99,6 +103,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.originals = torch.stack(originals).to(self.device)
         self.masks = torch.stack(masks).to(self.device)
         self.current = self.originals.clone()
+        self.fill_masks = self.masks.clone()
         dataset.attach_images(self.current)
         self.pools = PixelPools.from_masks(self.masks)
         patch = self.config.inpaint_patch_size
@@ -143,7 +148,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             )
             pv, py, px = patches.unbind(-1)
             batch["patch_real"] = self.current[pv, py, px].float() / 255.0
-            batch["patch_mask"] = self.masks[pv, py, px][..., None]
+            batch["patch_mask"] = self.fill_masks[pv, py, px][..., None]
             batch["patch_indices"] = patches
             indices = torch.cat([recon, patches.reshape(-1, 3)], dim=0)
         ray_bundle = self.train_ray_generator(indices)
@@ -161,6 +166,25 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         """Indices of training views whose mask is not empty."""
         assert self.masks is not None
         return torch.nonzero(self.masks.flatten(1).any(dim=1)).squeeze(-1)
+
+    def views_to_fill(self) -> Tensor:
+        """Indices of training views whose fill mask (the part of the mask to inpaint) is not empty."""
+        assert self.fill_masks is not None
+        return torch.nonzero(self.fill_masks.flatten(1).any(dim=1)).squeeze(-1)
+
+    def view_fill_masks(self, views: Sequence[int]) -> Tensor:
+        """The fill masks of some views, bool [V, H, W]: the whole mask, or with visibility its unseen part."""
+        assert self.fill_masks is not None
+        return self.fill_masks[torch.as_tensor(list(views), dtype=torch.long, device=self.fill_masks.device)]
+
+    def set_fill_masks(self, views: Sequence[int], fill_masks: Tensor, step: int) -> None:
+        """Inpaint only ``fill_masks`` (bool [V, H, W], kept inside the masks) of ``views`` from now on; patches
+        are drawn over the fill masks. ``step`` is when they were computed (kept in checkpoints)."""
+        assert self.masks is not None and self.fill_masks is not None
+        idx = torch.as_tensor(list(views), dtype=torch.long, device=self.fill_masks.device)
+        self.fill_masks[idx] = fill_masks.to(self.fill_masks.device).bool() & self.masks[idx]
+        self.pools = PixelPools.from_masks(self.masks, self.fill_masks)
+        self.visibility_step = int(step)
 
     def view_images(self, views: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
         """(originals, current inpainted images, masks) of some views as float [V, H, W, 3] / bool [V, H, W]."""
@@ -199,6 +223,8 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             "views": views.cpu(),
             "inpainted": self.current[views].cpu(),
             "sampler_rng": self.generator.get_state(),
+            "fill_masks": self.fill_masks[views].cpu(),
+            "visibility_step": self.visibility_step,
         }
 
     def set_extra_state(self, state: Any) -> None:
@@ -225,4 +251,9 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.update_history = [(int(step), float(strength)) for step, strength in state.get("update_history", [])]
         if "sampler_rng" in state:  # absent in checkpoints written before resumes drew the same batches
             self.generator.set_state(state["sampler_rng"])
+        if "fill_masks" in state:  # absent in checkpoints written before visibility-aware inpainting
+            assert self.masks is not None and self.fill_masks is not None
+            self.fill_masks[views] = state["fill_masks"].to(self.fill_masks.device).bool() & self.masks[views]
+            self.pools = PixelPools.from_masks(self.masks, self.fill_masks)
+            self.visibility_step = state.get("visibility_step")
         self._pending_state = None

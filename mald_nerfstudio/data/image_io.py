@@ -124,3 +124,9 @@ def _is_exact_rescale(shape_a: Tuple[int, int], shape_b: Tuple[int, int]) -> boo
     if factor < 1 or round(big[0] / factor) != small[0] or round(big[1] / factor) != small[1]:
         return False
     return abs(big[0] / small[0] - factor) < 0.05 * factor and abs(big[1] / small[1] - factor) < 0.05 * factor
+
+
+def write_mask_png(path: Path, mask: np.ndarray) -> None:
+    """Write a bool [H, W] mask as an 8-bit PNG (0 / 255), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path)

@@ -27,20 +27,22 @@ class PixelPools:
     observed: Tensor
     """Flat indices of the pixels outside every mask (int32 where they fit)."""
     masked: Tensor
-    """Flat indices of the pixels to inpaint."""
+    """Flat indices of the pixels to inpaint (the fill masks': only what no view saw, with visibility)."""
     height: int
     """Image height of the training views."""
     width: int
     """Image width of the training views."""
 
     @classmethod
-    def from_masks(cls, masks: Tensor) -> "PixelPools":
-        """Build the pools from bool masks [N, H, W] (True = inpaint)."""
+    def from_masks(cls, masks: Tensor, fill_masks: Optional[Tensor] = None) -> "PixelPools":
+        """Build the pools from bool masks [N, H, W] (True = not observed) and the part of them to inpaint
+        (``fill_masks``, inside ``masks``; default: all of them)."""
         flat = masks.reshape(-1)
+        fill = flat if fill_masks is None else fill_masks.reshape(-1)
         index_dtype = torch.int32 if flat.numel() < 2**31 else torch.int64
         return cls(
             observed=torch.nonzero(~flat).squeeze(-1).to(index_dtype),
-            masked=torch.nonzero(flat).squeeze(-1).to(index_dtype),
+            masked=torch.nonzero(fill).squeeze(-1).to(index_dtype),
             height=masks.shape[1],
             width=masks.shape[2],
         )

@@ -8,6 +8,11 @@ refreshed in turn) are re-inpainted from the NeRF's current render of the view w
 strength ``t(k) = t_max - (t_max - t_min) * sqrt(k / K)``, ``k`` the update index and ``K`` the index of the
 last update. Pixels outside the masks always stay the original pixels.
 
+With visibility-aware inpainting (:mod:`mald_nerfstudio.pipeline.visibility`, on by default) the inpainter fills
+only each mask's *unseen* part (its fill mask), computed from the NeRF's depths at the end of the warm-up (and
+again at updates ``recompute_every`` steps later): the image it gets holds the NeRF's render in the seen part, so
+the fill continues what other views saw, and the seen part is stored as that render.
+
 The update counter lives in the datamanager's checkpointed state, so a resumed run continues the schedule. The
 updater returns the views it changed; the pipeline's training callback shows them in the viewer.
 """
@@ -15,6 +20,7 @@ updater returns the views it changed; the pipeline's training callback shows the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
 
 import torch
@@ -23,9 +29,12 @@ from torch import Tensor
 
 from nerfstudio.configs import base_config  # noqa: F401  (imported before writer: nerfstudio's import cycle)
 from nerfstudio.utils import writer
+from nerfstudio.utils.rich_utils import CONSOLE
 
+from mald_nerfstudio.data.image_io import write_mask_png
 from mald_nerfstudio.inpaint.base import Inpainter
 from mald_nerfstudio.inpaint.schedule import noise_strength
+from mald_nerfstudio.pipeline.visibility import VisibilityConfig, render_depths, unseen_masks
 
 if TYPE_CHECKING:
     from mald_nerfstudio.data.datamanager import MaldDataManager
@@ -129,9 +138,13 @@ class DatasetUpdater:
         inpainter: Inpainter,
         max_num_iterations: int,
         schedule_horizon: Optional[int] = None,
+        visibility: Optional[VisibilityConfig] = None,
+        output_dir: Optional[Path] = None,
     ) -> None:
         noise_strength(0, 1, config.t_max, config.t_min)  # a wrong range stops here, before any update
         self.config = config
+        self.visibility = visibility if visibility is not None else VisibilityConfig(enabled=False)
+        self.output_dir = output_dir
         self.datamanager = datamanager
         self.model = model
         self.inpainter = inpainter
@@ -161,23 +174,70 @@ class DatasetUpdater:
     def _initial_pass(self, views: List[int], strength: float, from_render: bool, progress: Progress, task) -> None:
         for start in range(0, len(views), self.batch_size):
             chunk = views[start : start + self.batch_size]
-            originals, current, masks = self.datamanager.view_images(chunk)
-            init = None
-            if from_render and strength < 1.0:
-                init = render_mask_regions(self.model, self.datamanager.train_ray_generator, chunk, current, masks)
-            filled = self.inpainter.inpaint(
-                originals, masks, init=init, strength=strength, seeds=view_seeds(self.config.seed, -1, chunk)
-            )
-            self.datamanager.set_inpainted(chunk, filled)
+            self._fill(chunk, strength, from_render and strength < 1.0, view_seeds(self.config.seed, -1, chunk))
             progress.advance(task, len(chunk))
+
+    def _fill(self, views: List[int], strength: float, partial: bool, seeds: List[int]) -> None:
+        """Inpaint the fill masks of ``views`` (partially from the render when ``partial``); the rest of each mask,
+        which other views saw, is given to the inpainter as the NeRF's render and stored as such."""
+        originals, current, masks = self.datamanager.view_images(views)
+        fill = self.datamanager.view_fill_masks(views)
+        seen = masks & ~fill
+        renders = None
+        if partial or bool(seen.any()):
+            renders = render_mask_regions(self.model, self.datamanager.train_ray_generator, views, current, masks)
+        images = originals if renders is None else torch.where(seen[..., None], renders, originals)
+        filled = self.inpainter.inpaint(images, fill, init=renders if partial else None, strength=strength,
+                                        seeds=seeds)
+        self.datamanager.set_inpainted(views, filled)
+
+    def visibility_due(self, step: int) -> bool:
+        """Whether the fill masks are (re)computed at ``step``: visibility on, and never computed or computed at least
+        ``recompute_every`` steps ago."""
+        if not self.visibility.enabled:
+            return False
+        last = self.datamanager.visibility_step
+        return last is None or (self.visibility.recompute_every > 0 and step - last >= self.visibility.recompute_every)
+
+    def compute_fill_masks(self, step: int) -> List[int]:
+        """Render every training view's depth, keep in each masked view's fill mask only what no other training
+        view saw, save the masks as PNGs (``unseen_masks/step_NNNNNN/`` in the run folder), print and log the
+        unseen fraction of every view. Returns the masked views."""
+        manager = self.datamanager
+        assert manager.masks is not None
+        num_views, height, width = manager.masks.shape
+        views = manager.views_with_masks().tolist()
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn()) as progress:
+            task = progress.add_task("[green]Visibility: rendering depths", total=num_views)
+            depths = render_depths(self.model, manager.train_ray_generator, range(num_views), height, width,
+                                   on_view=lambda: progress.advance(task))
+        fill = unseen_masks(manager.train_dataset.cameras, depths, manager.masks.cpu(), views, self.visibility)
+        manager.set_fill_masks(views, fill, step)
+        masks = manager.masks[torch.as_tensor(views, dtype=torch.long, device=manager.masks.device)].cpu()
+        fractions = fill.flatten(1).sum(1).float() / masks.flatten(1).sum(1).clamp(min=1).float()
+        names = [Path(manager.train_dataset.image_filenames[v]).stem for v in views]
+        if self.output_dir is not None:
+            folder = self.output_dir / "unseen_masks" / f"step_{step:06d}"
+            for name, mask in zip(names, fill):
+                write_mask_png(folder / f"{name}.png", mask.numpy())
+        total = float(fill.sum()) / max(float(masks.sum()), 1.0)
+        CONSOLE.print(
+            f"Visibility at step {step}: {total:.1%} of the masked pixels were seen by no other training view and "
+            "are inpainted; the rest is reconstructed from the views that saw it. Unseen part per view: "
+            + ", ".join(f"{name} {fraction:.0%}" for name, fraction in zip(names, fractions.tolist()))
+            + (f" (masks in {self.output_dir / 'unseen_masks'})" if self.output_dir is not None else "")
+        )
+        writer.put_scalar("Visibility/unseen fraction of the masks", total, step)
+        return views
 
     def strength(self, update_index: int) -> float:
         """Partial-denoising strength of update ``update_index``."""
         return noise_strength(update_index, self.last_index, self.config.t_max, self.config.t_min)
 
     def views_of_update(self, update_index: int) -> List[int]:
-        """The views refreshed by an update: the next V masked views in a fixed cycle."""
-        views = self.datamanager.views_with_masks().tolist()
+        """The views refreshed by an update: the next V views with something to fill, in a fixed cycle."""
+        views = self.datamanager.views_to_fill().tolist()
         if not views:
             return []
         count = min(self.config.views_per_update, len(views))
@@ -190,25 +250,23 @@ class DatasetUpdater:
         if not self.datamanager.initialized:
             if step + 1 < self.config.warmup_steps:
                 return []
+            if self.visibility.enabled:
+                self.compute_fill_masks(step)
             views = self.initial_inpainting(from_render=True)
             writer.put_scalar("Dataset update/strength", self.config.initial_strength, step)
             return views
         if step not in self.update_steps:
             return []
+        refreshed = self.compute_fill_masks(step) if self.visibility_due(step) else []
         k = self.datamanager.num_updates
         views = self.views_of_update(k)
         if not views:
-            return []
+            return refreshed
         strength = self.strength(k)
         with self.inpainter.session():
             for start in range(0, len(views), self.batch_size):
                 chunk = views[start : start + self.batch_size]
-                originals, current, masks = self.datamanager.view_images(chunk)
-                renders = render_mask_regions(self.model, self.datamanager.train_ray_generator, chunk, current, masks)
-                filled = self.inpainter.inpaint(
-                    originals, masks, init=renders, strength=strength, seeds=view_seeds(self.config.seed, k, chunk)
-                )
-                self.datamanager.set_inpainted(chunk, filled)
+                self._fill(chunk, strength, True, view_seeds(self.config.seed, k, chunk))
         self.datamanager.record_update(step, strength)
         writer.put_scalar("Dataset update/strength", strength, step)
         writer.put_scalar("Dataset update/count", k + 1, step)

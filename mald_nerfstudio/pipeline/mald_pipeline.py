@@ -38,6 +38,7 @@ from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig, custo
 from mald_nerfstudio.model.mald_model import LossPhase, MaldNerfModel, MaldNerfModelConfig
 from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, DatasetUpdater
 from mald_nerfstudio.pipeline.viewer_feedback import refresh_camera_thumbnails
+from mald_nerfstudio.pipeline.visibility import VisibilityConfig
 
 if TYPE_CHECKING:
     from mald_nerfstudio.trainer import MaldTrainer
@@ -59,6 +60,8 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     """Per-scene LoRA customisation of the LDM before training (ldm inpainter only; cached per scene)."""
     dataset_update: DatasetUpdateConfig = field(default_factory=DatasetUpdateConfig)
     """Iterative dataset update: schedule and noise strengths."""
+    visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
+    """Visibility-aware inpainting: fill only what no training view saw, reconstruct the rest (needs a warm-up)."""
     separate_inpainting_step: bool = True
     """Reconstruction and inpainting as two NeRF steps per iteration (the spec's form); off: one summed step."""
 
@@ -141,6 +144,8 @@ class MaldPipeline(VanillaPipeline):
             inpainter,
             max_num_iterations=trainer.run_length,
             schedule_horizon=trainer.schedule_horizon,
+            visibility=self.config.visibility,
+            output_dir=Path(trainer.base_dir),
         )
         if self.datamanager.initialized:
             CONSOLE.print(
@@ -153,6 +158,12 @@ class MaldPipeline(VanillaPipeline):
                 f"{self.config.dataset_update.initial_strength}."
             )
         else:
+            if self.config.visibility.enabled:
+                CONSOLE.print(
+                    "[bold yellow]Visibility-aware inpainting needs geometry, and there is no warm-up "
+                    "(--pipeline.dataset-update.warmup-steps 0): the whole masks are inpainted now and reduced to "
+                    "what no view saw at the first dataset update."
+                )
             self._show_update(trainer, self.updater.initial_inpainting())
         steps = sorted(self.updater.update_steps)
         if steps:

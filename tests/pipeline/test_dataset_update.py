@@ -19,12 +19,15 @@ from mald_nerfstudio.pipeline.dataset_update import (
 
 
 class _Views:
-    """The part of the datamanager the schedule reads: which views have a mask."""
+    """The part of the datamanager the schedule reads: which views have a mask, and which something to fill."""
 
     def __init__(self, masked_views):
         self.masked = torch.tensor(masked_views)
 
     def views_with_masks(self):
+        return self.masked
+
+    def views_to_fill(self):
         return self.masked
 
 
