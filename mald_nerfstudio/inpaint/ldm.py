@@ -2,8 +2,8 @@
 
 Full strength (``strength == 1``) fills the hole from pure noise; partial strength runs partial DDIM from the
 NeRF's render (see :mod:`mald_nerfstudio.inpaint.partial_ddim`). Each view is cropped around its mask with
-context and processed at the model's working resolution (see :mod:`mald_nerfstudio.inpaint.region`), so images
-of any size work and small holes keep their detail.
+context and filled at the crop's own resolution up to ``max_working_size`` (larger crops are shrunk to it; see
+:mod:`mald_nerfstudio.inpaint.region`), so images of any size work and small holes keep their detail.
 
 Loading is lazy: constructing the config or the inpainter touches neither the disk nor the network. The model
 is resolved and loaded on first use or by :meth:`LDMInpainter.load`; :meth:`LDMInpainter.check_available` only
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import torch
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
@@ -90,9 +91,11 @@ class LDMInpainterConfig(InpainterConfig):
     offload_to_cpu: bool = True
     """Move the diffusion model to CPU memory between dataset updates, freeing GPU memory for the NeRF."""
     batch_size: int = 4
-    """Views per diffusion-model call (lower it if the GPU runs out of memory during dataset updates)."""
+    """Views per LDM call for working-size crops; larger crops go fewer per call (same pixel budget, at least 1)."""
     working_size: int = 512
-    """Long side in pixels of the crop the model sees (SD2 inpainting's native 512); a multiple of 8."""
+    """Smallest crop side in pixels (SD2 inpainting's 512; a multiple of 8); smaller images are upscaled to it."""
+    max_working_size: int = 1024
+    """Longest crop side filled at its own resolution; a longer crop is shrunk to it, filled, enlarged back (softer)."""
     context_margin: float = 0.25
     """Context around the mask's bounding box on each side, as a fraction of the box's longer side."""
     lora_adapter: Optional[Path] = None
@@ -227,12 +230,18 @@ class LDMInpainter(Inpainter):
         super().__init__(config, device=config.device or device, **kwargs)
         if config.working_size % 8 != 0 or config.working_size <= 0:
             raise MaldInputError(f"ldm.working_size must be a positive multiple of 8, got {config.working_size}")
+        if config.max_working_size % 8 != 0 or config.max_working_size < config.working_size:
+            raise MaldInputError(
+                f"ldm.max_working_size must be a multiple of 8 and at least working_size ({config.working_size}), "
+                f"got {config.max_working_size}"
+            )
         if config.batch_size < 1 or config.num_inference_steps < 1:
             raise MaldInputError("ldm.batch_size and ldm.num_inference_steps must be at least 1")
         self._folder: Optional[Path] = None
         self._pipe: Optional["StableDiffusionInpaintPipeline"] = None
         self._session_depth = 0
         self._adapter_info: Optional[AdapterInfo] = None
+        self._shrink_noted = False
 
     # ------------------------------------------------------------------ loading
     def check_available(self) -> Path:
@@ -405,10 +414,29 @@ class LDMInpainter(Inpainter):
 
     def plan(self, masks: Tensor) -> List[Optional[RegionPlan]]:
         """Crop plan of each view (None for views with an empty mask)."""
+        c = self.config
         factor = vae_scale_factor(self.load().vae)
-        return [
-            plan_region(mask, self.config.working_size, self.config.context_margin, multiple=factor) for mask in masks
+        plans = [
+            plan_region(mask, c.working_size, c.context_margin, multiple=factor, max_size=c.max_working_size)
+            for mask in masks
         ]
+        shrunk = [p for p in plans if p is not None and max(p.content_size) < max(p.box.height, p.box.width)]
+        if shrunk and not self._shrink_noted:
+            self._shrink_noted = True
+            box = shrunk[0].box
+            CONSOLE.print(
+                f"LDM: a {box.height}x{box.width} crop is longer than max_working_size {c.max_working_size}: it is "
+                f"shrunk to {shrunk[0].content_size[0]}x{shrunk[0].content_size[1]}, filled and enlarged back "
+                "(a softer fill; raise --pipeline.inpainter.max-working-size to fill it at its own resolution, with "
+                "more memory). Noted once."
+            )
+        return plans
+
+    def views_per_chunk(self, size: Tuple[int, int]) -> int:
+        """Views of working resolution ``size`` per model call: ``batch_size`` at working size, fewer for larger
+        crops (the same pixel budget), at least one."""
+        budget = self.config.batch_size * self.config.working_size**2
+        return max(1, min(self.config.batch_size, budget // (size[0] * size[1])))
 
     def _fill(
         self, images: Tensor, masks: Tensor, init: Optional[Tensor], strength: float, seeds: Sequence[int]
@@ -425,9 +453,10 @@ class LDMInpainter(Inpainter):
             return out
         with self.session():
             positive, negative = self.encode_prompts()
-            for indices in groups.values():
-                for first in range(0, len(indices), self.config.batch_size):
-                    chunk = indices[first : first + self.config.batch_size]
+            for size, indices in groups.items():
+                per_call = self.views_per_chunk(size)
+                for first in range(0, len(indices), per_call):
+                    chunk = indices[first : first + per_call]
                     filled = self._fill_chunk(images, masks, init, strength, seeds, plans, chunk, positive, negative)
                     for row, index in enumerate(chunk):
                         out[index] = paste_back(out[index], filled[row].to(out.device), plans[index])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Set, Tuple
 
 import pytest
 import torch
@@ -17,9 +17,8 @@ STEPS = 10
 
 
 def _inpainter(folder: Path, **overrides) -> LDMInpainter:
-    config = LDMInpainterConfig(
-        model=str(folder), num_inference_steps=STEPS, working_size=64, guidance_scale=3.0, **overrides
-    )
+    settings = {"model": str(folder), "num_inference_steps": STEPS, "working_size": 64, "guidance_scale": 3.0}
+    config = LDMInpainterConfig(**{**settings, **overrides})
     return config.setup(device="cpu")
 
 
@@ -45,6 +44,41 @@ class UNetSpy:
 
     def close(self):
         self._handle.remove()
+
+
+class PlacementSpy:
+    """Reads, inside forward pre-hooks, where the U-Net's, the VAE's and the text encoder's weights are (device
+    type, dtype) and where their input is, each time the real inference calls them."""
+
+    def __init__(self, ldm: LDMInpainter):
+        pipe = ldm.pipe
+        self.modules = {
+            "unet": pipe.unet,
+            "vae.encoder": pipe.vae.encoder,
+            "vae.decoder": pipe.vae.decoder,
+            "text_encoder": pipe.text_encoder,
+        }
+        self.seen: Dict[str, Set[Tuple[str, torch.dtype, str]]] = {name: set() for name in self.modules}
+        self._handles = [
+            module.register_forward_pre_hook(self._recorder(name), with_kwargs=True)
+            for name, module in self.modules.items()
+        ]
+
+    def _recorder(self, name):
+        def record(module, args, kwargs):
+            first = args[0] if args else next(iter(kwargs.values()))
+            for param in module.parameters():
+                self.seen[name].add((param.device.type, param.dtype, first.device.type))
+
+        return record
+
+    def placement(self) -> Set[Tuple[str, torch.dtype]]:
+        """(device type, dtype) of every parameter of the four modules now."""
+        return {(p.device.type, p.dtype) for m in self.modules.values() for p in m.parameters()}
+
+    def close(self):
+        for handle in self._handles:
+            handle.remove()
 
 
 def _scene(batch: int = 2, height: int = 64, width: int = 64, seed: int = 0):
@@ -323,3 +357,95 @@ def test_a_session_moves_the_model_once_for_many_inpaint_calls(inpainter, monkey
     moves.clear()
     inpainter.inpaint(images, masks, seeds=[0])
     assert moves == ["to_device", "offload"]
+
+
+def test_crop_up_to_max_working_size_is_filled_at_its_own_resolution(tiny_ldm_dir, capsys):
+    """A 59 x 75 crop (working size 32, limit 96) reaches the VAE unresampled, padded to 64 x 80 (latents 8 x 10);
+    a 70 x 110 crop is shrunk to the limit, 64 x 96 (latents 8 x 12), and that is said on the console once."""
+    ldm = _inpainter(tiny_ldm_dir, working_size=32, max_working_size=96, context_margin=0.0)
+    images, masks, renders = _scene(batch=1, height=80, width=120)
+    vae_sizes: List[Tuple[int, int]] = []
+    hook = ldm.vae.encoder.register_forward_pre_hook(lambda m, args: vae_sizes.append(tuple(args[0].shape[-2:])))
+    spy = UNetSpy(ldm.unet)
+    try:
+        masks[:] = False
+        masks[:, 10:69, 20:95] = True
+        out = ldm.inpaint(images, masks, init=renders, strength=0.5)
+        assert {tuple(x.shape[-2:]) for x in spy.inputs} == {(8, 10)}
+        assert set(vae_sizes) == {(64, 80)}
+        assert torch.equal(out[~masks], images[~masks]) and not torch.allclose(out[masks], images[masks], atol=1e-3)
+        assert "max_working_size" not in capsys.readouterr().out
+
+        spy.inputs.clear()
+        vae_sizes.clear()
+        masks[:] = False
+        masks[:, 5:75, 5:115] = True
+        ldm.inpaint(images, masks, init=renders, strength=0.5)
+        assert {tuple(x.shape[-2:]) for x in spy.inputs} == {(8, 12)}
+        assert set(vae_sizes) == {(64, 96)}
+        note = capsys.readouterr().out
+        assert "70x110 crop is longer than max_working_size 96" in note and "shrunk to 64x96" in note
+        ldm.inpaint(images, masks, init=renders, strength=0.5)
+        assert "max_working_size" not in capsys.readouterr().out  # noted once, not at every update
+    finally:
+        hook.remove()
+        spy.close()
+
+
+def test_larger_crops_go_fewer_views_per_call(tiny_ldm_dir):
+    """batch_size views per call at working size; crops with twice its side go one per call (same pixel budget)."""
+    ldm = _inpainter(tiny_ldm_dir, working_size=32, max_working_size=64, batch_size=4, context_margin=0.0)
+    images, masks, _ = _scene(batch=3, height=64, width=64)
+    spy = UNetSpy(ldm.unet)
+    try:
+        ldm.inpaint(images, masks, seeds=[1, 2, 3])  # 16 x 22 holes: 32 x 32 crops, all three in one call
+        assert {x.shape[0] for x in spy.inputs} == {2 * 3} and len(spy.inputs) == STEPS
+        spy.inputs.clear()
+        masks[:, 4:60, 4:60] = True  # 56 x 56 crops, filled at 56 x 56: 3 pixels of 32 x 32 each, so one per call
+        ldm.inpaint(images, masks, seeds=[1, 2, 3])
+        assert {tuple(x.shape[-2:]) for x in spy.inputs} == {(7, 7)}
+        assert {x.shape[0] for x in spy.inputs} == {2 * 1} and len(spy.inputs) == 3 * STEPS
+    finally:
+        spy.close()
+
+
+def test_weights_are_where_the_config_says_during_inference_on_cpu(tiny_ldm_dir):
+    """Read inside the real calls: on a CPU every component computes in fp32 on the CPU (``fp16`` applies to CUDA
+    only), the text encoder included, and the weights are still there after the pass."""
+    ldm = _inpainter(tiny_ldm_dir, fp16=True, offload_to_cpu=True)
+    ldm.load()
+    spy = PlacementSpy(ldm)
+    try:
+        images, masks, renders = _scene(batch=2)
+        ldm.inpaint(images, masks, init=renders, strength=0.5)
+    finally:
+        spy.close()
+    for name, seen in spy.seen.items():
+        assert seen == {("cpu", torch.float32, "cpu")}, name  # empty when the module never ran
+    assert spy.placement() == {("cpu", torch.float32)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="offloading moves weights between a GPU and the CPU")
+@pytest.mark.parametrize("offload", [True, False])
+def test_weights_are_on_the_gpu_during_inference_and_offloaded_as_configured(tiny_ldm_dir, offload):
+    """With ``offload_to_cpu`` the weights wait in CPU memory until used, are on the GPU in fp16 during every call
+    of the pass (the text encoder's too), stay there between the calls of a session and go back to the CPU at its
+    end; without it they stay on the GPU."""
+    ldm = _inpainter(tiny_ldm_dir, device="cuda", fp16=True, offload_to_cpu=offload)
+    ldm.load()
+    spy = PlacementSpy(ldm)
+    idle = {("cpu" if offload else "cuda", torch.float16)}
+    try:
+        assert spy.placement() == idle
+        images, masks, renders = _scene(batch=2)
+        ldm.inpaint(images, masks, init=renders, strength=0.5)
+        for name, seen in spy.seen.items():
+            assert seen == {("cuda", torch.float16, "cuda")}, name
+        assert spy.placement() == idle
+        with ldm.session():
+            ldm.inpaint(images, masks, init=renders, strength=0.5)
+            assert spy.placement() == {("cuda", torch.float16)}  # not offloaded between the calls of a session
+            ldm.inpaint(images, masks, init=renders, strength=0.5)
+        assert spy.placement() == idle
+    finally:
+        spy.close()

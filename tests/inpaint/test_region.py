@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from mald_nerfstudio.inpaint.region import (
@@ -20,6 +23,20 @@ def _coordinate_image(height: int, width: int) -> torch.Tensor:
     rows = torch.linspace(0.0, 1.0, height)[:, None].expand(height, width)
     cols = torch.linspace(0.0, 1.0, width)[None, :].expand(height, width)
     return torch.stack([rows, cols, torch.full((height, width), 0.5)], dim=-1)
+
+
+def _smooth_image(height: int, width: int) -> torch.Tensor:
+    """Low-frequency waves (periods of 90 to 150 px) that survive a 3-4x shrink and enlargement."""
+    rows = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
+    cols = torch.arange(width, dtype=torch.float32)[None, :].expand(height, width)
+    return torch.stack(
+        [
+            0.5 + 0.4 * torch.sin(2 * math.pi * rows / 90),
+            0.5 + 0.4 * torch.cos(2 * math.pi * cols / 110),
+            0.5 + 0.2 * torch.sin(2 * math.pi * (rows + cols) / 150),
+        ],
+        dim=-1,
+    )
 
 
 def test_empty_mask_has_no_crop():
@@ -115,3 +132,78 @@ def test_mask_survives_downscaling():
     small = crop_resize_mask(mask, plan)[0]
     scale_r, scale_c = plan.size[0] / plan.box.height, plan.size[1] / plan.box.width
     assert small[int((750 - plan.box.top) * scale_r), int((790 - plan.box.left) * scale_c)]
+
+
+def test_crop_up_to_max_size_is_filled_at_its_own_resolution():
+    """At SPIn-NeRF's 1008 x 756 a 700 x 903 crop is not resampled: only padded (edge pixels repeated) to 8."""
+    height, width = 756, 1008
+    image = _coordinate_image(height, width)
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[30:730, 50:953] = True
+    plan = plan_region(mask, working_size=512, context_margin=0.0, max_size=1024)
+    assert (plan.box.height, plan.box.width) == (700, 903)
+    assert not plan.resampled and plan.content_size == (700, 903)
+    assert plan.size == (704, 904)
+
+    crop = crop_resize(image, plan)
+    assert crop.shape == (3, 704, 904)
+    box_pixels = image[plan.box.slices()].permute(2, 0, 1)
+    assert torch.equal(crop[:, :700, :903], box_pixels)  # bit-exact: no resampling
+    assert torch.equal(crop[:, 700:, :903], box_pixels[:, -1:].expand(3, 4, 903))  # bottom padding repeats
+    assert torch.equal(crop[:, :700, 903:], box_pixels[:, :, -1:])  # right padding repeats
+    crop_mask = crop_resize_mask(mask, plan)
+    assert torch.equal(crop_mask[0, :700, :903], mask[plan.box.slices()])
+    assert crop_mask[0, 700:].all() and crop_mask[0, :, 903:].all()  # the hole's edge pixels stay holes
+
+    patch = torch.rand(3, 704, 904)
+    out = paste_back(image, patch, plan)
+    assert torch.equal(out[plan.box.slices()], patch[:, :700, :903].permute(1, 2, 0))  # padding dropped, unscaled
+
+
+def test_crop_beyond_max_size_is_shrunk_to_it():
+    mask = torch.zeros(756, 1008, dtype=torch.bool)
+    mask[30:730, 50:953] = True
+    plan = plan_region(mask, working_size=512, context_margin=0.0, max_size=768)
+    assert (plan.box.height, plan.box.width) == (700, 903)
+    assert plan.resampled and plan.size == plan.content_size
+    assert max(plan.size) == 768 and plan.size[0] % 8 == 0
+    assert crop_resize(_coordinate_image(756, 1008), plan).shape == (3, *plan.size)
+    # Without max_size the old behaviour: everything above the working size is shrunk to it.
+    assert max(plan_region(mask, working_size=512, context_margin=0.0).size) == 512
+
+
+def test_max_size_must_be_at_least_working_size():
+    mask = torch.ones(64, 64, dtype=torch.bool)
+    with pytest.raises(ValueError, match="max_size"):
+        plan_region(mask, working_size=64, context_margin=0.0, max_size=32)
+
+
+def test_round_trip_through_resampling_keeps_a_smooth_image_in_place():
+    """Shrink (about 3.5x) and enlarge back: a smooth image survives, nothing outside the box is touched, and the
+    enlarged crop lands on its box (a paste one pixel off exceeds the tolerance, checked below)."""
+    height, width = 240, 320
+    image = _smooth_image(height, width)
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[70:170, 90:230] = True
+    plan = plan_region(mask, working_size=64, context_margin=0.25, max_size=64)
+    assert plan.resampled and plan.box.height > 2 * plan.size[0] and plan.box.width > 2 * plan.size[1]
+
+    target = torch.rand(height, width, 3)
+    out = paste_back(target, crop_resize(image, plan), plan)
+    outside_box = torch.ones(height, width, dtype=torch.bool)
+    outside_box[plan.box.slices()] = False
+    assert torch.equal(out[outside_box], target[outside_box])
+
+    rows, cols = plan.box.slices()
+    error = (out[rows, cols] - image[rows, cols]).abs()
+    interior = error[12:-12, 12:-12]  # more than 3 working pixels from the box's edges
+    assert error.mean() < 0.002 and interior.max() < 0.002
+    # The tolerance tells positions apart: the same image one pixel off is further from it than that.
+    off_by_one = torch.roll(image, shifts=(1, 1), dims=(0, 1))[rows, cols]
+    assert (off_by_one - image[rows, cols]).abs().mean() > 5 * 0.002
+
+    # A fill at working resolution comes back over the hole (the mask, grown when shrunk, loses nothing).
+    fill = torch.tensor([1.0, 0.0, 1.0])
+    crop_mask = crop_resize_mask(mask, plan)
+    filled = paste_back(image, torch.where(crop_mask, fill[:, None, None], crop_resize(image, plan)), plan)
+    assert torch.allclose(filled[75:165, 95:225], fill.expand(90, 130, 3), atol=1e-3)
