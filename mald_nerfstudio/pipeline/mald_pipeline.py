@@ -214,7 +214,8 @@ class MaldPipeline(VanillaPipeline):
         """The update numbers, and the refreshed views' thumbnails when the run has a viewer."""
         self._show_update_numbers()
         if views and trainer.viewer_state is not None:
-            refresh_camera_thumbnails(trainer.viewer_state, self.datamanager.train_dataset, views)
+            unseen = self.datamanager.fill_masks if self.config.visibility.enabled else None
+            refresh_camera_thumbnails(trainer.viewer_state, self.datamanager.train_dataset, views, unseen)
 
     def _prepare_before_first_step(self, trainer: "MaldTrainer", step: int) -> None:
         if not self._prepared:  # the viewer's scene is up by now, so it shows the cameras during the preparation

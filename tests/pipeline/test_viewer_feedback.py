@@ -56,3 +56,15 @@ def test_refreshed_frustums_carry_the_new_image_pose_and_click_handlers():
             assert len(new._impl.click_cb) == 1
     finally:
         server.stop()
+
+
+def test_thumbnails_tint_only_the_unseen_part_of_the_masks():
+    from mald_nerfstudio.pipeline.viewer_feedback import UNSEEN_TINT, tint_unseen
+
+    image = torch.full((4, 5, 3), 100, dtype=torch.uint8)
+    unseen = torch.zeros((4, 5), dtype=torch.bool)
+    unseen[1:3, 2:4] = True
+    tinted = tint_unseen(image, unseen)
+    assert torch.equal(tinted[~unseen], image[~unseen])
+    expected = torch.tensor([round(0.6 * 100 + 0.4 * c) for c in UNSEEN_TINT], dtype=torch.uint8)
+    assert (tinted[unseen] == expected).all()
