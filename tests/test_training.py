@@ -46,6 +46,7 @@ def test_train_iteration_keeps_the_nerf_and_discriminator_updates_apart(demo_sce
         config.pipeline.separate_inpainting_step = False
 
     trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=5, edit=edit))
+    trainer.mixed_precision = mixed_precision  # nerfstudio turns autocast off on a CPU: really run it in bf16
     trainer.pipeline.prepare_training(trainer)
     disc = list(trainer.pipeline.model.discriminator.parameters())
     nerf = _nerf_params(trainer)
@@ -150,17 +151,74 @@ def test_tiny_ldm_run_performs_the_scheduled_updates_and_resume_restores_inpaint
     assert _file_digests(demo_scene) == data_before, "training wrote into the scene folder"
 
 
+def _record_output_dtypes(modules: Dict[str, torch.nn.Module]) -> Dict[str, set]:
+    """Forward hooks on every layer of some modules: the dtypes of the tensors the layers returned, per module."""
+    seen: Dict[str, set] = {name: set() for name in modules}
+
+    def hook(name: str):
+        return lambda _module, _inputs, out: seen[name].add(out.dtype) if isinstance(out, torch.Tensor) else None
+
+    for name, module in modules.items():
+        for layer in module.modules():
+            layer.register_forward_hook(hook(name))
+    return seen
+
+
+def _train_and_track_parameters(trainer, iterations: int) -> List[Dict[str, bool]]:
+    """Run ``iterations`` real train_iterations after the preparation; per iteration, whether the NeRF's and the
+    discriminator's parameters changed. Every loss and the discriminator's loss must be finite."""
+    trainer.pipeline.prepare_training(trainer)
+    nerf, disc = _nerf_params(trainer), list(trainer.pipeline.model.discriminator.parameters())
+    changes = []
+    for step in range(iterations):
+        nerf_before, disc_before = _snapshot(nerf), _snapshot(disc)
+        loss, loss_dict, metrics = trainer.train_iteration(step)
+        assert torch.isfinite(loss), (step, loss_dict)
+        assert "adversarial_loss" in loss_dict and all(torch.isfinite(v) for v in loss_dict.values()), loss_dict
+        assert torch.isfinite(torch.as_tensor(metrics["adv_d_loss"])), metrics
+        changes.append({"nerf": not _same(nerf_before, nerf), "discriminator": not _same(disc_before, disc)})
+    assert all(torch.isfinite(p).all() for p in nerf + disc)
+    return changes
+
+
+def test_bf16_autocast_iterations_on_cpu_update_the_nerf_and_the_discriminator(demo_scene, tmp_path):
+    """Mixed precision on a CPU: bf16 autocast, no loss scaling. nerfstudio's Trainer turns ``mixed_precision`` off on
+    a CPU (and its GradScaler, CUDA's, stays disabled there), so the test turns the trainer's autocast back on: the
+    NeRF's and the discriminator's forward passes then really run in bfloat16, and every iteration must still move
+    both (a step that is skipped, by a scaler or otherwise, fails it)."""
+    def edit(config):
+        config.mixed_precision = True
+
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=4, edit=edit))
+    assert trainer.device == "cpu" and not trainer.grad_scaler.is_enabled()
+    trainer.mixed_precision = True
+    model = trainer.pipeline.model
+    dtypes = _record_output_dtypes({"field": model.field, "discriminator": model.discriminator})
+    changes = _train_and_track_parameters(trainer, 4)
+    assert torch.bfloat16 in dtypes["field"], dtypes  # the NeRF's forward ran under autocast
+    assert torch.bfloat16 in dtypes["discriminator"], dtypes
+    assert all(change["nerf"] for change in changes), changes
+    assert all(change["discriminator"] for change in changes), changes
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision and the grad scaler need a CUDA GPU")
 def test_iteration_runs_with_mixed_precision_and_grad_scaler_on_gpu(demo_scene, tmp_path):
+    """fp16 autocast with the gradient scalers on a GPU: losses stay finite and the steps really update the NeRF and
+    the discriminator (a scaler that skips every step fails it; the first steps may be skipped while the scale
+    adapts, so only the run as a whole must move them)."""
     def edit(config):
         config.machine.device_type = "cuda"
         config.mixed_precision = True
 
-    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=3, edit=edit))
-    trainer.pipeline.prepare_training(trainer)
-    for step in range(3):
-        loss, _, metrics = trainer.train_iteration(step)
-        assert torch.isfinite(loss) and "adv_d_loss" in metrics
+    trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=6, edit=edit))
+    assert trainer.mixed_precision and trainer.grad_scaler.is_enabled()
+    assert trainer.discriminator_scaler.is_enabled() and trainer.inpainting_scaler.is_enabled()
+    model = trainer.pipeline.model
+    dtypes = _record_output_dtypes({"field": model.field, "discriminator": model.discriminator})
+    changes = _train_and_track_parameters(trainer, 6)
+    assert torch.float16 in dtypes["field"] and torch.float16 in dtypes["discriminator"], dtypes
+    assert any(change["nerf"] for change in changes), changes
+    assert any(change["discriminator"] for change in changes), changes
 
 
 def test_warmup_trains_observed_pixels_then_inpaints_from_the_render(demo_scene, tmp_path):
@@ -253,6 +311,7 @@ def test_separate_inpainting_step_renders_patches_after_the_reconstruction_step(
         config.pipeline.separate_inpainting_step = True
 
     trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=5, edit=edit))
+    trainer.mixed_precision = mixed_precision  # nerfstudio turns autocast off on a CPU: really run it in bf16
     trainer.pipeline.prepare_training(trainer)
     model = trainer.pipeline.model
     manager = trainer.pipeline.datamanager
