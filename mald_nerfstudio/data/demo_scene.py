@@ -17,8 +17,11 @@ and real captures alike:
 - ``OUT/poses_bounds.npy``: LLFF poses, float64 ``[N, 17]`` in the same order: a row-major 3x5 matrix
   ``[down | right | back | centre | (height, width, focal)]`` (camera axes as world-space columns, OpenGL's
   camera is ``[right, up, back] = [col1, -col0, col2]``; hwf for ``images/``), then near and far depth bounds.
-- ``OUT/README.txt``: the parameters used.
-- ``OUT/mald_scene.json``: ``{"num_test_views": K}``, read by mald-nerf's default parser (``mald-data``).
+- ``OUT/README.txt``: the parameters used and the observed fraction of the hole.
+- ``OUT/mald_scene.json``: ``{"num_test_views": K, "observed_fraction": F, "observed_fraction_downscale": 2}``;
+  ``mald-data`` reads K, the benchmark reports F: the share of the test views' masked pixels in ``images_2/``
+  whose background point (floor, wall or box, the ball absent) at least one training view sees, inside its image,
+  unoccluded and outside its own mask (:func:`observe_hole`, exact geometry).
 
 Shading is Lambertian (a point light plus ambient) without shadows, and the object changes no pixel outside
 its own silhouette: outside the masks a training image equals the object-free render of its pose exactly.
@@ -191,19 +194,30 @@ class DemoScene:
             poses.append(np.stack([right, up, back, centre], axis=1))
         return np.stack(poses)
 
-    def render(self, camera_to_world: np.ndarray, include_object: bool = True) -> ViewRender:
-        """Ray-cast one view (OpenGL camera-to-world [3, 4]) at ``supersampling``^2 rays per pixel."""
+    def _pixel_rays(
+        self, camera_to_world: np.ndarray, samples_per_axis: int, downscale: int = 1
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Origin [3] and unnormalised directions [n, 3] (the ray parameter t is the depth) of ``samples_per_axis``^2
+        rays per pixel of the image downscaled ``downscale`` times, in row-major pixel order with each pixel's
+        samples row-major inside it (reshape to [h, s, w, s])."""
         cfg = self.config
-        s = cfg.supersampling
-        rows, cols = np.meshgrid(
-            (np.arange(cfg.height * s) + 0.5) / s, (np.arange(cfg.width * s) + 0.5) / s, indexing="ij"
-        )
+        s, d = samples_per_axis, downscale
+        row_centres = (np.arange(cfg.height // d * s) + 0.5) / s
+        col_centres = (np.arange(cfg.width // d * s) + 0.5) / s
+        if d != 1:  # pixel coordinates of images/
+            row_centres, col_centres = row_centres * d, col_centres * d
+        rows, cols = np.meshgrid(row_centres, col_centres, indexing="ij")
         cam_dirs = np.stack(
             [(cols - cfg.width / 2.0) / self.focal, -(rows - cfg.height / 2.0) / self.focal, -np.ones_like(rows)],
             axis=-1,
         ).reshape(-1, 3)
-        origin = camera_to_world[:, 3]
-        dirs = cam_dirs @ camera_to_world[:, :3].T  # unnormalised: the ray parameter t is the depth
+        return camera_to_world[:, 3], cam_dirs @ camera_to_world[:, :3].T
+
+    def render(self, camera_to_world: np.ndarray, include_object: bool = True) -> ViewRender:
+        """Ray-cast one view (OpenGL camera-to-world [3, 4]) at ``supersampling``^2 rays per pixel."""
+        cfg = self.config
+        s = cfg.supersampling
+        origin, dirs = self._pixel_rays(camera_to_world, s)
         t_scene, normal, material = self._intersect_background(origin, dirs)
         if not np.all(np.isfinite(t_scene)):
             raise MaldInputError(
@@ -227,6 +241,51 @@ class DemoScene:
             near=float(0.9 * depth.min()),
             far=float(1.1 * t_scene.max()),
         )
+
+    def object_coverage(self, camera_to_world: np.ndarray) -> np.ndarray:
+        """``render(camera_to_world).object_coverage`` without the shading: the fraction of each pixel's rays whose
+        nearest surface is the ball, float64 [height, width]."""
+        cfg = self.config
+        s = cfg.supersampling
+        origin, dirs = self._pixel_rays(camera_to_world, s)
+        on_object = self._intersect_object(origin, dirs) < self._intersect_background(origin, dirs)[0]
+        return on_object.reshape(cfg.height, s, cfg.width, s).mean(axis=(1, 3))
+
+    def mask(self, index: int, downscale: int = 1) -> np.ndarray:
+        """View ``index``'s 0/1 uint8 mask as written: ``images/label/`` (downscale 1) or, max-pooled,
+        ``images_2/label/`` (downscale 2); in a test view where the ball would be."""
+        mask = dilated_mask(self.object_coverage(self.camera_to_worlds[index]), self.config.mask_dilation_px)
+        h, w, d = self.config.height, self.config.width, downscale
+        return mask if d == 1 else mask.reshape(h // d, d, w // d, d).max(axis=(1, 3))
+
+    def background_points(self, camera_to_world: np.ndarray, downscale: int = 1) -> np.ndarray:
+        """The first floor, wall or box point (the ball absent) under each pixel centre of the image downscaled
+        ``downscale`` times: [height / downscale, width / downscale, 3]."""
+        origin, dirs = self._pixel_rays(camera_to_world, 1, downscale)
+        t = self._intersect_background(origin, dirs)[0]
+        return (origin + t[:, None] * dirs).reshape(self.config.height // downscale, self.config.width // downscale, 3)
+
+    def seen_from(self, points: np.ndarray, index: int, mask: np.ndarray) -> np.ndarray:
+        """Whether view ``index`` observes each surface point of ``points`` [n, 3]: the point lies in front of the
+        camera and projects inside its image, nothing hides it (the first hit of the ray from the camera to the
+        point, ball and background surfaces alike, is no nearer than the point's own depth less a relative
+        OCCLUSION_TOLERANCE), and the pixel it lands on is outside ``mask``, the view's mask at any resolution
+        (e.g. :meth:`mask`). Returns bool [n]."""
+        pose = self.camera_to_worlds[index]
+        origin = pose[:, 3]
+        dirs = points - origin  # t = 1 at the point itself
+        right, up, back = (dirs @ pose[:, :3]).T
+        depth = -back
+        h, w = mask.shape
+        scale = w / self.config.width  # mask pixels per images/ pixel
+        with np.errstate(divide="ignore", invalid="ignore"):
+            col = (self.config.width / 2.0 + self.focal * right / depth) * scale
+            row = (self.config.height / 2.0 - self.focal * up / depth) * scale
+        inside = (depth > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        first_hit = np.minimum(self._intersect_background(origin, dirs)[0], self._intersect_object(origin, dirs))
+        unoccluded = first_hit >= 1.0 - OCCLUSION_TOLERANCE
+        rows, cols = np.where(inside, row, 0).astype(np.int64), np.where(inside, col, 0).astype(np.int64)
+        return inside & unoccluded & (mask[rows, cols] == 0)
 
     def object_box(self) -> Tuple[np.ndarray, np.ndarray]:
         """(centre, size) of an axis-aligned box around the ball as a user would fit one: from just above the
@@ -307,6 +366,62 @@ class DemoScene:
         return AMBIENT + DIFFUSE * cosine / (1.0 + (distance / LIGHT_FALLOFF) ** 2)
 
 
+OCCLUSION_TOLERANCE = 1e-4
+"""Visibility test of :meth:`DemoScene.seen_from`: a point counts as unoccluded when the first hit along the ray to
+it lies no nearer than (1 - OCCLUSION_TOLERANCE) x its depth (the geometry is exact, so this only absorbs rounding)."""
+OBSERVED_FRACTION_DOWNSCALE = 2
+"""The observed fraction written with a scene is measured on images_2/, the resolution of the CPU benchmark
+(``--downscale-factor 2``)."""
+
+
+@dataclass
+class HoleObservation:
+    """Which pixels of the test views' masks show background that some training view observes."""
+
+    masks: np.ndarray
+    """The test views' masks as written (bool [num_test_views, h, w] at the chosen downscale)."""
+    observed: np.ndarray
+    """Masked pixels whose background point some training view sees unoccluded outside its own mask (same shape)."""
+
+    @property
+    def fraction(self) -> float:
+        """Observed share of all the test views' masked pixels (NaN when no test view has a mask)."""
+        total = int(self.masks.sum())
+        return float(self.observed.sum()) / total if total else float("nan")
+
+    @property
+    def per_view(self) -> np.ndarray:
+        """Observed share of each test view's masked pixels, float64 [num_test_views]."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.observed.sum(axis=(1, 2)) / self.masks.sum(axis=(1, 2))
+
+
+def observe_hole(scene: DemoScene, downscale: int = OBSERVED_FRACTION_DOWNSCALE) -> HoleObservation:
+    """How much of the hole the training views observe, from the generator's exact geometry.
+
+    For each masked pixel of each test view (masks as written at ``downscale``: 1 for images/, 2 for images_2/),
+    one ray through the pixel centre with the ball absent gives the background point there (floor, wall or box).
+    The pixel is *observed* when at least one training view sees that point (:meth:`DemoScene.seen_from`): inside its
+    image, unoccluded by the ball or by another background surface, and outside that view's mask as written at the
+    same downscale."""
+    k = scene.config.num_test_views
+    train = range(k, scene.num_views)
+    train_masks = [scene.mask(index, downscale) for index in train]
+    masks, observed = [], []
+    for index in range(k):
+        mask = scene.mask(index, downscale).astype(bool)
+        points = scene.background_points(scene.camera_to_worlds[index], downscale)[mask]
+        seen = np.zeros(len(points), dtype=bool)
+        for train_index, train_mask in zip(train, train_masks):
+            unknown = ~seen
+            seen[unknown] = scene.seen_from(points[unknown], train_index, train_mask)
+        view_observed = np.zeros_like(mask)
+        view_observed[mask] = seen
+        masks.append(mask)
+        observed.append(view_observed)
+    return HoleObservation(masks=np.stack(masks), observed=np.stack(observed))
+
+
 def _validate(config: DemoSceneConfig) -> None:
     """Reject parameters the scene cannot be built with (MaldInputError, one paragraph each)."""
     problems = []
@@ -353,8 +468,11 @@ def _prepare_output(out_dir: Path, overwrite: bool, with_labels: bool = True) ->
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _readme(config: DemoSceneConfig, scene: DemoScene, layout: str = "spinnerf") -> str:
-    """README.txt: layout summary and every parameter (no paths or dates, so files stay reproducible)."""
+def _readme(
+    config: DemoSceneConfig, scene: DemoScene, layout: str = "spinnerf", observed_fraction: Optional[float] = None
+) -> str:
+    """README.txt: layout summary, the hole's observed fraction (SPIn-NeRF layout) and every parameter (no paths or
+    dates, so files stay reproducible)."""
     k, n = config.num_test_views, scene.num_views
     views = [
         f"images/: {n} views, {config.width}x{config.height}; in sorted order the first {k} are object-free test",
@@ -370,8 +488,12 @@ def _readme(config: DemoSceneConfig, scene: DemoScene, layout: str = "spinnerf")
     else:
         lines = ["MALD-NeRF demo scene, generated by mald-nerf-demo-scene (SPIn-NeRF / LLFF layout).", *views,
                  "images/label/: masks (0/1, 1 = object to remove) for every view; images_2/: half resolution.",
-                 "poses_bounds.npy: LLFF [N, 17], columns [down, right, back, centre, hwf] then near, far.", "",
-                 "parameters:"]
+                 "poses_bounds.npy: LLFF [N, 17], columns [down, right, back, centre, hwf] then near, far."]
+        if observed_fraction is not None:
+            lines += [f"observed fraction of the hole: {observed_fraction:.4f} (share of the test views' masked pixels",
+                      "in images_2/ whose floor/wall/box point some training view sees unoccluded outside its mask;",
+                      "also in mald_scene.json)."]
+        lines += ["", "parameters:"]
     lines += [f"  {f.name}: {getattr(config, f.name)}" for f in fields(config) if not f.name.startswith("_")]
     return "\n".join(lines) + "\n"
 
@@ -405,9 +527,13 @@ def generate_demo_scene(
         llff = np.concatenate([opengl_to_llff(pose), hwf], axis=1)
         rows.append(np.concatenate([llff.ravel(), [view.near, view.far]]))
     np.save(out_dir / "poses_bounds.npy", np.stack(rows).astype(np.float64))
-    (out_dir / "README.txt").write_text(_readme(config, scene))
-    # Tells mald-nerf's default parser how many leading views are object-free (SPIn-NeRF itself uses 40).
-    (out_dir / SCENE_INFO_FILE).write_text(json.dumps({"num_test_views": config.num_test_views}) + "\n")
+    observed = round(observe_hole(scene, OBSERVED_FRACTION_DOWNSCALE).fraction, 4)
+    (out_dir / "README.txt").write_text(_readme(config, scene, observed_fraction=observed))
+    # Tells mald-nerf's default parser how many leading views are object-free (SPIn-NeRF itself uses 40); the
+    # benchmark reports the observed fraction of the hole beside each scene.
+    info = {"num_test_views": config.num_test_views, "observed_fraction": observed,
+            "observed_fraction_downscale": OBSERVED_FRACTION_DOWNSCALE}
+    (out_dir / SCENE_INFO_FILE).write_text(json.dumps(info) + "\n")
     return out_dir
 
 
@@ -495,6 +621,13 @@ class GenerateDemoScene:
             f"{time.perf_counter() - start:.1f} s: {cfg.num_test_views} object-free test views (first in sorted "
             f"order) + {cfg.num_train_views} training views with the object, {cfg.width}x{cfg.height}, seed {cfg.seed}."
         )
+        if self.layout == "spinnerf":
+            observed = json.loads((out / SCENE_INFO_FILE).read_text())["observed_fraction"]
+            Console().print(
+                f"Observed fraction of the hole: {100 * observed:.1f} % of the test views' masked pixels (images_2/) "
+                "show floor, wall or box that some training view sees unoccluded outside its mask.",
+                soft_wrap=True,
+            )
         if self.layout == "nerfstudio":
             Console().print(f"Masks from the ball's box: mald-nerf-masks --data {out} --output-dir OUT "
                             f"{object_box_flags(cfg.setup())}", soft_wrap=True)

@@ -91,8 +91,12 @@ DEMO_SCENES: Dict[str, Dict] = {
     "demo-seed1": dict(seed=1),
     "demo-hidden": dict(seed=1, object_radius=0.55, camera_disc_radius=0.12),
     "demo-seen": dict(seed=2, camera_disc_radius=0.6),
+    # A smaller ball seen from a wide disc: about 75 % of the hole is observed by some training view.
+    "demo-mostly-seen": dict(seed=3, object_radius=0.3, camera_disc_radius=1.0),
 }
-"""Generated scenes the benchmark knows by name (DemoSceneConfig fields)."""
+"""Generated scenes the benchmark knows by name (DemoSceneConfig fields). Observed fraction of the hole (share of
+the test views' masked pixels at images_2/ that some training view sees, written to each scene's mald_scene.json):
+demo-seed0 0.23, demo-seed1 0.24, demo-hidden 0.09, demo-seen 0.45, demo-mostly-seen 0.75."""
 
 
 @dataclass
@@ -257,11 +261,14 @@ class Benchmark:
                     status = record.get("error") or f"PSNR {record['results'].get('psnr', math.nan):.2f}"
                     progress.console.print(f"{scene.name} / {method}: {status}")
                     progress.advance(task)
+        observed = {scene.name: scene_observed_fraction(scene) for scene in scenes}
         (self.output_dir / "results.json").write_text(json.dumps({
             "preset": self.preset, "optimizer_steps": self.resolved("optimizer_steps"),
             "max_num_iterations": self.max_num_iterations,
-            "downscale_factor": self.resolved("downscale_factor"), "runs": records}, indent=2))
-        table = markdown_report(records, methods, [s.name for s in scenes], self.describe())
+            "downscale_factor": self.resolved("downscale_factor"),
+            "scenes": {name: {"observed_fraction": value} for name, value in observed.items()},
+            "runs": records}, indent=2))
+        table = markdown_report(records, methods, [s.name for s in scenes], self.describe(), observed)
         (self.output_dir / "results.md").write_text(table)
         for scene in scenes:
             grid = image_grid([self._run_dir(scene, m) / "renders" for m in methods], methods, self.grid_view)
@@ -302,9 +309,28 @@ def _cell(value: Optional[float], digits: int) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], description: str) -> str:
+def scene_observed_fraction(folder: Path) -> Optional[float]:
+    """Observed fraction of a scene's hole (share of its test views' masked pixels that some training view sees),
+    from the folder's mald_scene.json as the demo scene generator writes it; None when there is none."""
+    from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+
+    try:
+        value = json.loads((Path(folder) / SCENE_INFO_FILE).read_text()).get("observed_fraction")
+        return None if value is None else float(value)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _observed(value: Optional[float]) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f} %"
+
+
+def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], description: str,
+                    observed_fractions: Optional[Dict[str, Optional[float]]] = None) -> str:
     """Markdown tables (mean over scenes, then per scene) in the paper's column order; lower LPIPS/FID/KID is
-    better, higher PSNR/SSIM is better; 'n/a' marks a metric that could not be computed (reasons below)."""
+    better, higher PSNR/SSIM is better; 'n/a' marks a metric that could not be computed (reasons below). With
+    ``observed_fractions`` (scene name to :func:`scene_observed_fraction`), a table of the scenes' observed fractions
+    of the hole follows the first line, and each scene's heading gives its own ('n/a' where unknown)."""
     by_key = {(r["scene"], r["method"]): r for r in records}
     header = "| method | " + " | ".join(c[1] for c in TABLE_COLUMNS) + " | iterations (optimizer steps) | train min |"
     rule = "|---" * (len(TABLE_COLUMNS) + 3) + "|"
@@ -324,11 +350,20 @@ def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], 
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {budget} | {minutes:.1f} |")
         return lines
 
-    out = [f"Benchmark: {description}", "", f"Mean over {len(scenes)} scene(s): {', '.join(scenes)}", ""]
+    out = [f"Benchmark: {description}", ""]
+    if observed_fractions is not None:
+        out += ["Observed fraction of the hole: the share of the test views' masked pixels whose background some "
+                "training view sees unoccluded outside its own mask (generated scenes, exact geometry).", "",
+                "| scene | observed fraction of the hole |", "|---|---|"]
+        out += [f"| {scene} | {_observed(observed_fractions.get(scene))} |" for scene in scenes] + [""]
+    out += [f"Mean over {len(scenes)} scene(s): {', '.join(scenes)}", ""]
     out += rows(scenes)
     if len(scenes) > 1:
         for scene in scenes:
-            out += ["", f"Scene {scene}", ""] + rows([scene])
+            heading = f"Scene {scene}"
+            if observed_fractions is not None:
+                heading += f" (observed fraction of the hole: {_observed(observed_fractions.get(scene))})"
+            out += ["", heading, ""] + rows([scene])
     reasons = {}
     for record in records:
         reasons.update(record.get("results", {}).get("unavailable_metrics", {}))

@@ -3,6 +3,7 @@ of the object-free ground truth, masks, and the LLFF pose convention of poses_bo
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sysconfig
 from pathlib import Path
@@ -13,10 +14,13 @@ from PIL import Image
 
 from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
 from mald_nerfstudio.data.demo_scene import (
+    PROP_BOX,
+    WALL_Z,
     DemoSceneConfig,
     dilated_mask,
     generate_demo_capture,
     generate_demo_scene,
+    observe_hole,
     quantize,
 )
 from mald_nerfstudio.errors import MaldInputError
@@ -173,7 +177,118 @@ def test_cli_writes_the_same_scene_as_the_function(tmp_path):
     args = ["--seed", "7", "--width", "32", "--height", "24", "--num-train-views", "2", "--num-test-views", "1"]
     result = subprocess.run([str(script), str(tmp_path / "cli"), *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert "Observed fraction of the hole:" in result.stdout
     expected = generate_demo_scene(
         tmp_path / "api", DemoSceneConfig(seed=7, width=32, height=24, num_train_views=2, num_test_views=1)
     )
     assert _files(tmp_path / "cli") == _files(expected)
+
+
+# ------------------------------------------------------------------ observed fraction of the hole
+
+
+def _look_at(centre, target) -> np.ndarray:
+    """OpenGL camera-to-world [3, 4] at ``centre`` looking at ``target`` (y up), as the generator builds its poses."""
+    centre = np.asarray(centre, dtype=np.float64)
+    back = (centre - target) / np.linalg.norm(centre - target)
+    right = np.cross([0.0, 1.0, 0.0], back)
+    right /= np.linalg.norm(right)
+    return np.stack([right, np.cross(back, right), back, centre], axis=1)
+
+
+def test_masks_for_the_observed_fraction_equal_the_written_labels(scene_dir):
+    scene = _small().setup()
+    for index in range(scene.num_views):
+        name = f"image{index:03d}.png"
+        np.testing.assert_array_equal(scene.mask(index), _load(scene_dir / "images" / "label" / name))
+        np.testing.assert_array_equal(scene.mask(index, 2), _load(scene_dir / "images_2" / "label" / name))
+
+
+def test_mald_scene_json_readme_and_observation_give_the_same_fraction(scene_dir):
+    info = json.loads((scene_dir / SCENE_INFO_FILE).read_text())
+    observation = observe_hole(_small().setup(), downscale=2)
+    assert info["num_test_views"] == 3 and info["observed_fraction_downscale"] == 2
+    assert info["observed_fraction"] == round(observation.fraction, 4)
+    assert f"observed fraction of the hole: {info['observed_fraction']:.4f}" in (scene_dir / "README.txt").read_text()
+    assert observation.masks.shape == (3, 24, 32) and observation.masks.sum() > 0
+    assert not np.any(observation.observed & ~observation.masks)  # observed pixels are masked pixels
+
+
+@pytest.mark.parametrize("downscale", [1, 2])
+def test_every_unmasked_pixel_is_seen_from_its_own_camera_and_no_masked_one(downscale):
+    """Projection convention: a training view's background point under each pixel centre lands back on that pixel,
+    so it is seen exactly where the view's mask is 0 (the ball covers nothing there)."""
+    scene = _small().setup()
+    for index in range(scene.config.num_test_views, scene.num_views):
+        mask = scene.mask(index, downscale)
+        points = scene.background_points(scene.camera_to_worlds[index], downscale)
+        seen = scene.seen_from(points.reshape(-1, 3), index, mask).reshape(mask.shape)
+        np.testing.assert_array_equal(seen, mask == 0)
+
+
+def test_occlusion_test_on_constructed_points():
+    """From one training camera: the wall point straight behind the ball, and the wall point straight behind the
+    box, are not seen (occluded by the ball, by another background surface); a wall point in plain view is seen,
+    unless the view's mask covers it; a floor point outside the image is not seen."""
+    scene = _small().setup()
+    index = scene.num_views - 1
+    pose = scene.camera_to_worlds[index]
+    origin = pose[:, 3]
+    h, w = scene.config.height, scene.config.width
+    no_mask, full_mask = np.zeros((h, w), np.uint8), np.ones((h, w), np.uint8)
+
+    def wall_point_behind(target):
+        direction = target - origin
+        return origin + (WALL_Z - origin[2]) / direction[2] * direction
+
+    behind_ball = wall_point_behind(scene.object_centre)
+    box_centre = (PROP_BOX[0] + PROP_BOX[1]) / 2
+    behind_box = wall_point_behind(box_centre)
+    in_view = np.array([1.2, 1.2, WALL_Z])
+    outside_image = np.array([6.0, 0.0, -1.0])  # on the floor, far to the right
+    points = np.stack([behind_ball, behind_box, in_view, outside_image])
+    # each point is a background surface point: the first background hit along the camera's ray to it
+    t_background = scene._intersect_background(origin, points - origin)[0]
+    np.testing.assert_allclose(t_background[[0, 2, 3]], 1.0)
+    assert t_background[1] < 0.99  # the box is hit first
+    assert scene._intersect_object(origin, (points - origin)[:1])[0] < 1.0  # the ball is hit first
+    np.testing.assert_array_equal(scene.seen_from(points, index, no_mask), [False, False, True, False])
+    np.testing.assert_array_equal(scene.seen_from(points, index, full_mask), [False, False, False, False])
+    # the first two project inside the image: only occlusion hides them
+    right, up, back = ((points[:2] - origin) @ pose[:, :3]).T
+    col, row = w / 2 + scene.focal * right / -back, h / 2 - scene.focal * up / -back
+    assert np.all((back < 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h))
+
+
+def test_observed_fraction_is_zero_when_the_only_training_view_is_the_test_view():
+    """Known answer: every masked pixel's background point lands on the same, masked, pixel of the training view."""
+    scene = _small(num_train_views=1, num_test_views=1).setup()
+    scene.camera_to_worlds = np.stack([scene.camera_to_worlds[0]] * 2)
+    for downscale in (1, 2):
+        observation = observe_hole(scene, downscale)
+        assert observation.masks.sum() > 0 and observation.fraction == 0.0
+
+
+def test_observed_fraction_near_zero_for_a_large_ball_from_a_tiny_disc_and_high_from_the_sides():
+    hidden = observe_hole(_small(object_radius=0.8, camera_disc_radius=0.02).setup(), downscale=1)
+    assert hidden.masks.sum() > 500 and hidden.fraction < 0.02
+    # one test view, two training views far to either side looking at the ball: they see behind it
+    scene = _small(num_train_views=2, num_test_views=1, mask_dilation_px=0).setup()
+    target = scene.object_centre
+    scene.camera_to_worlds = np.stack(
+        [scene.camera_to_worlds[0], _look_at([2.5, 0.95, 2.5], target), _look_at([-2.5, 0.95, 2.5], target)]
+    )
+    seen = observe_hole(scene, downscale=1)
+    assert seen.masks.sum() > 100 and seen.fraction > 0.9
+    # either side alone sees less than both together
+    for side in (1, 2):
+        one = observe_hole(_with_views(scene, [0, side]), downscale=1)
+        assert 0.2 < one.fraction < seen.fraction
+
+
+def _with_views(scene, indices):
+    """A copy of ``scene`` restricted to the views ``indices`` (the first one the test view)."""
+    config = _small(num_train_views=len(indices) - 1, num_test_views=1, mask_dilation_px=0)
+    other = config.setup()
+    other.camera_to_worlds = scene.camera_to_worlds[indices]
+    return other
