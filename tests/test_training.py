@@ -48,6 +48,7 @@ def test_train_iteration_keeps_the_nerf_and_discriminator_updates_apart(demo_sce
     trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=5, edit=edit))
     trainer.mixed_precision = mixed_precision  # nerfstudio turns autocast off on a CPU: really run it in bf16
     trainer.pipeline.prepare_training(trainer)
+    dtypes = _record_output_dtypes({"field": trainer.pipeline.model.field})
     disc = list(trainer.pipeline.model.discriminator.parameters())
     nerf = _nerf_params(trainer)
     steps = []
@@ -61,6 +62,7 @@ def test_train_iteration_keeps_the_nerf_and_discriminator_updates_apart(demo_sce
     trainer.optimizers.optimizer_scaler_step_some = spy  # type: ignore[method-assign]
     disc_before, nerf_before = _snapshot(disc), _snapshot(nerf)
     loss, loss_dict, metrics = trainer.train_iteration(0)
+    assert (torch.bfloat16 in dtypes["field"]) == mixed_precision, dtypes  # autocast ran exactly when asked
     assert torch.isfinite(loss) and "adversarial_loss" in loss_dict and "adv_d_loss" in metrics
     nerf_step, disc_step = steps
     assert DISCRIMINATOR_GROUP not in nerf_step["groups"] and disc_step["groups"] == [DISCRIMINATOR_GROUP]
@@ -335,7 +337,9 @@ def test_separate_inpainting_step_renders_patches_after_the_reconstruction_step(
     model.forward = forward_spy  # type: ignore[method-assign]
     trainer.optimizers.optimizer_scaler_step_some = step_spy  # type: ignore[method-assign]
     disc_grads_before = [p.grad.detach().clone() for p in model.discriminator.parameters()]
+    dtypes = _record_output_dtypes({"field": model.field})
     _, loss_dict, metrics = trainer.train_iteration(3)
+    assert (torch.bfloat16 in dtypes["field"]) == mixed_precision, dtypes  # autocast ran exactly when asked
     assert {"rgb_loss", "interlevel_loss", "adversarial_loss"} <= set(loss_dict)
     assert {"adv_g_feature_matching", "adv_d_loss"} <= set(metrics)
     assert [n for n, _ in rendered] == [num_recon, num_patch_rays]
