@@ -372,6 +372,19 @@ def test_mask_lpips_without_its_weights_stops_with_a_setup_error(demo_scene, tmp
     assert printed == format_error(info.value) and "Traceback" not in printed
 
 
+def test_mask_lpips_reads_the_metrics_lpips_weight_file(demo_scene, tmp_path, monkeypatch):
+    """The in-mask LPIPS loss loads the same weight file as the LPIPS metric (``--pipeline.model.metrics.lpips-weights
+    -path``), so the error names the file the user gave."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    weights = tmp_path / "my-weights" / "alexnet.pth"
+    config = parse_flags(tiny_config(demo_scene, tmp_path, steps=STEPS, edit=_base),
+                         ["--pipeline.model.use-mask-lpips", "True",
+                          "--pipeline.model.metrics.lpips-weights-path", str(weights)])
+    with pytest.raises(MaldSetupError) as info:
+        setup_trainer(config)
+    assert str(weights) in str(info.value), str(info.value)
+
+
 def _readme_switches() -> Tuple[List[str], List[str]]:
     """The ``--pipeline.*`` switches and the inpainter choices of README.md's "Useful switches" paragraph."""
     text = README.read_text()

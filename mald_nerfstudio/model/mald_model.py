@@ -334,7 +334,8 @@ class MaldNerfModel(NerfactoModel):
         if "mask_lpips" not in self._evaluation_networks:
             from mald_nerfstudio.eval.metric_networks import build_lpips
 
-            net = build_lpips().to(self.device)
+            metrics = self.config.metrics  # the same network and weight file as the LPIPS metric
+            net = build_lpips(metrics.lpips_net, metrics.lpips_weights_path).to(self.device)
             net.requires_grad_(False)
             self._evaluation_networks["mask_lpips"] = net
         return self._evaluation_networks["mask_lpips"]
