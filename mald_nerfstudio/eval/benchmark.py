@@ -57,9 +57,10 @@ PRESETS: Dict[str, Dict] = {
         methods=("mald-nerf-tiny", "mald-nerf-summed-step-tiny", "mald-nerf-no-adv-l1-tiny", "nerfacto-masked-tiny"),
         optimizer_steps=1200,
         max_num_iterations=None,
-        # A short budget: start the dataset updates earlier and refresh more views so each view is updated
-        # (first update and interval in optimizer steps: iterations 200 and 50 of a two-step method).
-        update_schedule=(400, 100),
+        # A short budget: a shorter warm-up (visibility-aware inpainting starts at its end), earlier dataset updates
+        # and more views per update so each view is updated. In optimizer steps: warm-up 300, first update 400,
+        # then every 100 (iterations 150, 200 and 50 of a two-step method).
+        update_schedule=(("warmup-steps", 300), ("first-update-step", 400), ("update-every", 100)),
         downscale_factor=2,
         num_test_views=None,
         demo_scenes=("demo-seed0", "demo-hidden", "demo-seen"),
@@ -185,9 +186,8 @@ class Benchmark:
         iterations, per_iteration = self.iterations(method)
         schedule: List[str] = []
         if PRESETS[self.preset]["update_schedule"] is not None:
-            first, every = (max(1, value // per_iteration) for value in PRESETS[self.preset]["update_schedule"])
-            schedule = ["--pipeline.dataset-update.first-update-step", str(first),
-                        "--pipeline.dataset-update.update-every", str(every)]
+            for name, optimizer_steps in PRESETS[self.preset]["update_schedule"]:
+                schedule += [f"--pipeline.dataset-update.{name}", str(max(1, optimizer_steps // per_iteration))]
         return [
             "ns-train", method, "--data", str(scene), "--output-dir", str(run_dir), "--timestamp", "benchmark",
             "--experiment-name", scene.name, "--max-num-iterations", str(iterations),

@@ -80,6 +80,7 @@ def test_every_method_gets_the_same_number_of_nerf_optimizer_steps(tmp_path):
     assert flag(two, "--max-num-iterations") == 600 and flag(one, "--max-num-iterations") == 1200
     assert flag(two, "--pipeline.dataset-update.update-every") == 50
     assert flag(one, "--pipeline.dataset-update.update-every") == 100
+    assert flag(one, "--pipeline.dataset-update.warmup-steps") == 300
     assert flag(one, "--pipeline.dataset-update.first-update-step") == 2 * flag(
         two, "--pipeline.dataset-update.first-update-step")
     # A summed step asked for on the command line counts as one step per iteration.
