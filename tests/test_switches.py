@@ -246,6 +246,38 @@ def check_summed_step(run: Run) -> None:
         assert {"rgb_loss", "adversarial_loss"} <= set(losses)
 
 
+def check_visibility(run: Run) -> None:
+    """Visibility on (after a 2-step warm-up): the unseen masks are computed at the warm-up's end, lie inside the
+    masks, are saved as PNGs, and the patches are judged on them; with recompute-every 2, again at the update of
+    step 3; depth-tolerance reaches the config."""
+    manager, config = run.pipeline.datamanager, run.pipeline.config.visibility
+    assert config.enabled and config.depth_tolerance == pytest.approx(0.1) and config.recompute_every == 2
+    assert manager.visibility_step == 3  # computed at step 1 (end of the warm-up), again at the update of step 3
+    assert not (manager.fill_masks & ~manager.masks).any()
+    for step in (1, 3):
+        assert list((Path(run.trainer.base_dir) / "unseen_masks" / f"step_{step:06d}").glob("*.png"))
+    for batch in run.batches:
+        if "patch_real" in batch:
+            views, ys, xs = batch["patch_indices"].reshape(-1, 3).unbind(-1)
+            assert not (batch["patch_mask"].reshape(-1) & ~manager.fill_masks[views, ys, xs]).any()
+
+
+def check_whole_masks(run: Run) -> None:
+    """Visibility off: every masked pixel is inpainted and patched, as the paper."""
+    manager = run.pipeline.datamanager
+    assert torch.equal(manager.fill_masks, manager.masks) and manager.visibility_step is None
+    assert _inpainted(run) and all(run.patch_iterations())
+
+
+def _check_patch_appearance(mode: str) -> Callable[[Run], None]:
+    def check(run: Run) -> None:
+        assert run.pipeline.model.config.patch_appearance == mode
+        _two_nerf_steps_and_a_discriminator_step(run)
+
+    check.__doc__ = f"Patch rays use the appearance code as '{mode}' says (model/appearance.py tests the codes)."
+    return check
+
+
 def _check_inpainter(kind: type) -> Callable[[Run], None]:
     def check(run: Run) -> None:
         assert type(run.pipeline.inpainter) is kind
@@ -317,6 +349,15 @@ CASES: Dict[str, Tuple[List[str], Callable[[Run], None], Optional[Callable]]] = 
         check_warmup, None,
     ),
     "separate-inpainting-step-False": (["--pipeline.separate-inpainting-step", "False"], check_summed_step, None),
+    "visibility-enabled-True": (
+        ["--pipeline.visibility.enabled", "True", "--pipeline.dataset-update.warmup-steps", "2",
+         "--pipeline.visibility.depth-tolerance", "0.1", "--pipeline.visibility.recompute-every", "2"],
+        check_visibility, None,
+    ),
+    "visibility-enabled-False": (["--pipeline.visibility.enabled", "False"], check_whole_masks, None),
+    "patch-appearance-mean": (["--pipeline.model.patch-appearance", "mean"], _check_patch_appearance("mean"), None),
+    "patch-appearance-trained": (["--pipeline.model.patch-appearance", "trained"],
+                                 _check_patch_appearance("trained"), None),
     "inpainter-exemplar": (["pipeline.inpainter:exemplar"], _check_inpainter(ExemplarInpainter), None),
     # The harness's base uses telea: start this case from the exemplar, so the flag has something to change.
     "inpainter-telea": (["pipeline.inpainter:telea"], _check_inpainter(TeleaInpainter),
