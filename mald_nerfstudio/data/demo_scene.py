@@ -18,10 +18,15 @@ and real captures alike:
   ``[down | right | back | centre | (height, width, focal)]`` (camera axes as world-space columns, OpenGL's
   camera is ``[right, up, back] = [col1, -col0, col2]``; hwf for ``images/``), then near and far depth bounds.
 - ``OUT/README.txt``: the parameters used and the observed fraction of the hole.
-- ``OUT/mald_scene.json``: ``{"num_test_views": K, "observed_fraction": F, "observed_fraction_downscale": 2}``;
-  ``mald-data`` reads K, the benchmark reports F: the share of the test views' masked pixels in ``images_2/``
-  whose background point (floor, wall or box, the ball absent) at least one training view sees, inside its image,
-  unoccluded and outside its own mask (:func:`observe_hole`, exact geometry).
+- ``OUT/mald_scene.json``: ``{"num_test_views": K, "observed_fraction_label_masks": F,
+  "observed_fraction_downscale": 2, "scene": {...}}``; ``mald-data`` reads K. F is the share of the test views'
+  masked pixels in ``images_2/`` whose background point (floor, wall or box, the ball absent) at least one training
+  view sees, inside its image, unoccluded and outside its own mask (:func:`observe_hole`, exact geometry), with the
+  label masks as written. Training reads the masks through the data parser, which dilates them further (SPIn-NeRF
+  layout: 5x5 kernel, 5 iterations unless ``--mask-dilation-iterations`` says otherwise), so the hole a run fills is
+  larger and less of it is observed: the benchmark computes the fraction for the masks its runs read from
+  ``"scene"``, the generator's parameters (:func:`scene_config_of`), with ``observe_hole(...,
+  mask_dilation_iterations=N)``.
 
 Shading is Lambertian (a point light plus ambient) without shadows, and the object changes no pixel outside
 its own silhouette: outside the masks a training image equals the object-free render of its pose exactly.
@@ -36,7 +41,7 @@ import re
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Tuple, Type
+from typing import Annotated, Literal, Optional, Sequence, Tuple, Type
 
 import cv2
 import numpy as np
@@ -47,6 +52,8 @@ from rich.console import Console
 from rich.progress import track
 
 from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+from mald_nerfstudio.data.masks import dilate
+from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
 from mald_nerfstudio.data.procedural_texture import ValueNoise, brick_wall, painted_checker, plank_floor
 from mald_nerfstudio.errors import MaldInputError
 
@@ -66,6 +73,8 @@ AMBIENT, DIFFUSE, LIGHT_FALLOFF = 0.3, 1.45, 4.0
 """Shading = albedo * (AMBIENT + DIFFUSE * max(0, n.l) / (1 + (distance / LIGHT_FALLOFF)^2))."""
 
 _NAME = re.compile(r"image\d+\.png")
+PARSER_DILATION_KERNEL = SpinNerfDataParserConfig.mask_dilation_kernel
+"""The data parser's default mask dilation kernel side (``--mask-dilation-kernel``, SPIn-NeRF's 5)."""
 
 
 @dataclass
@@ -87,7 +96,8 @@ class DemoSceneConfig(InstantiateConfig):
     horizontal_fov_degrees: float = 55.0
     """Horizontal field of view of every camera."""
     camera_disc_radius: float = 0.3
-    """Radius of the disc the cameras sit on, in scene units (larger: more of the hole seen by other views)."""
+    """Radius of the disc the cameras sit on, in scene units (larger: more of the hole seen by other views; the lowest
+    cameras reach the floor at about 1.0)."""
     supersampling: int = 2
     """Anti-aliasing: rays per pixel along each axis (2 means 2x2 rays per pixel)."""
     mask_dilation_px: int = 2
@@ -161,6 +171,12 @@ class DemoScene:
         """Focal length in pixels of images/."""
         self.camera_to_worlds = self._camera_poses(rng)
         """OpenGL camera-to-world matrices [N, 3, 4] in file order: test views first, then training views."""
+        if np.any(self.camera_to_worlds[:, 1, 3] <= 0.0):
+            raise MaldInputError(
+                "Some cameras of the demo scene are below the floor (the camera disc reaches under y = 0, lowest "
+                f"camera at y = {self.camera_to_worlds[:, 1, 3].min():.2f}); their views would be meaningless",
+                fix="Use a smaller --camera-disc-radius (about 1.0 at most, depending on the seed)",
+            )
 
     @property
     def num_views(self) -> int:
@@ -251,12 +267,22 @@ class DemoScene:
         on_object = self._intersect_object(origin, dirs) < self._intersect_background(origin, dirs)[0]
         return on_object.reshape(cfg.height, s, cfg.width, s).mean(axis=(1, 3))
 
-    def mask(self, index: int, downscale: int = 1) -> np.ndarray:
+    def mask(
+        self,
+        index: int,
+        downscale: int = 1,
+        mask_dilation_iterations: int = 0,
+        mask_dilation_kernel: int = PARSER_DILATION_KERNEL,
+    ) -> np.ndarray:
         """View ``index``'s 0/1 uint8 mask as written: ``images/label/`` (downscale 1) or, max-pooled,
-        ``images_2/label/`` (downscale 2); in a test view where the ball would be."""
+        ``images_2/label/`` (downscale 2); in a test view where the ball would be. With ``mask_dilation_iterations``
+        above 0, the mask as the data parser reads it with ``--mask-dilation-iterations`` (and
+        ``--mask-dilation-kernel``): the label at that resolution dilated by the parser's own function
+        (:func:`mald_nerfstudio.data.masks.dilate`)."""
         mask = dilated_mask(self.object_coverage(self.camera_to_worlds[index]), self.config.mask_dilation_px)
         h, w, d = self.config.height, self.config.width, downscale
-        return mask if d == 1 else mask.reshape(h // d, d, w // d, d).max(axis=(1, 3))
+        mask = mask if d == 1 else mask.reshape(h // d, d, w // d, d).max(axis=(1, 3))
+        return dilate(mask, mask_dilation_kernel, mask_dilation_iterations).astype(np.uint8)
 
     def background_points(self, camera_to_world: np.ndarray, downscale: int = 1) -> np.ndarray:
         """The first floor, wall or box point (the ball absent) under each pixel centre of the image downscaled
@@ -376,50 +402,125 @@ OBSERVED_FRACTION_DOWNSCALE = 2
 
 @dataclass
 class HoleObservation:
-    """Which pixels of the test views' masks show background that some training view observes."""
+    """Which pixels of some views' masks show background that another training view observes."""
 
+    views: np.ndarray
+    """The views observed (file-order indices, int64 [V]): the test views for :func:`observe_hole`, the training
+    views for :func:`observe_training_views`."""
     masks: np.ndarray
-    """The test views' masks as written (bool [num_test_views, h, w] at the chosen downscale)."""
+    """Their masks (bool [V, h, w] at the chosen downscale, with the chosen parser dilation)."""
     observed: np.ndarray
-    """Masked pixels whose background point some training view sees unoccluded outside its own mask (same shape)."""
+    """Masked pixels whose background point some training view other than the view itself sees unoccluded outside
+    its own mask (same shape)."""
+
+    @property
+    def unseen(self) -> np.ndarray:
+        """Masked pixels no other training view observes: the exact unseen masks (bool [V, h, w])."""
+        return self.masks & ~self.observed
 
     @property
     def fraction(self) -> float:
-        """Observed share of all the test views' masked pixels (NaN when no test view has a mask)."""
+        """Observed share of all the views' masked pixels (NaN when no view has a mask)."""
         total = int(self.masks.sum())
         return float(self.observed.sum()) / total if total else float("nan")
 
     @property
     def per_view(self) -> np.ndarray:
-        """Observed share of each test view's masked pixels, float64 [num_test_views]."""
+        """Observed share of each view's masked pixels, float64 [V]."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return self.observed.sum(axis=(1, 2)) / self.masks.sum(axis=(1, 2))
 
 
-def observe_hole(scene: DemoScene, downscale: int = OBSERVED_FRACTION_DOWNSCALE) -> HoleObservation:
-    """How much of the hole the training views observe, from the generator's exact geometry.
+def observe_views(
+    scene: DemoScene,
+    views: Sequence[int],
+    downscale: int = OBSERVED_FRACTION_DOWNSCALE,
+    mask_dilation_iterations: int = 0,
+    mask_dilation_kernel: int = PARSER_DILATION_KERNEL,
+) -> HoleObservation:
+    """Which masked pixels of ``views`` (file-order indices, test or training views) the training views observe,
+    from the generator's exact geometry.
 
-    For each masked pixel of each test view (masks as written at ``downscale``: 1 for images/, 2 for images_2/),
-    one ray through the pixel centre with the ball absent gives the background point there (floor, wall or box).
-    The pixel is *observed* when at least one training view sees that point (:meth:`DemoScene.seen_from`): inside its
-    image, unoccluded by the ball or by another background surface, and outside that view's mask as written at the
-    same downscale."""
+    Masks are read at ``downscale`` (1: images/, 2: images_2/) and dilated as the data parser dilates them with
+    ``--mask-dilation-iterations mask_dilation_iterations`` (0: the labels as written; see :meth:`DemoScene.mask`).
+    For each masked pixel, one ray through the pixel centre with the ball absent gives the background point there
+    (floor, wall or box). The pixel is *observed* when at least one training view other than the view itself sees
+    that point (:meth:`DemoScene.seen_from`): inside its image, unoccluded by the ball or by another background
+    surface, and outside that view's mask (same downscale and dilation)."""
     k = scene.config.num_test_views
     train = range(k, scene.num_views)
-    train_masks = [scene.mask(index, downscale) for index in train]
+    train_masks = {index: scene.mask(index, downscale, mask_dilation_iterations, mask_dilation_kernel)
+                   for index in train}
     masks, observed = [], []
-    for index in range(k):
-        mask = scene.mask(index, downscale).astype(bool)
+    for index in views:
+        index = int(index)
+        mask = train_masks[index] if index in train_masks else scene.mask(
+            index, downscale, mask_dilation_iterations, mask_dilation_kernel)
+        mask = mask.astype(bool)
         points = scene.background_points(scene.camera_to_worlds[index], downscale)[mask]
         seen = np.zeros(len(points), dtype=bool)
-        for train_index, train_mask in zip(train, train_masks):
+        for train_index in train:
+            if train_index == index:
+                continue
             unknown = ~seen
-            seen[unknown] = scene.seen_from(points[unknown], train_index, train_mask)
+            seen[unknown] = scene.seen_from(points[unknown], train_index, train_masks[train_index])
         view_observed = np.zeros_like(mask)
         view_observed[mask] = seen
         masks.append(mask)
         observed.append(view_observed)
-    return HoleObservation(masks=np.stack(masks), observed=np.stack(observed))
+    h, w = scene.config.height // downscale, scene.config.width // downscale
+    return HoleObservation(
+        views=np.asarray([int(v) for v in views], dtype=np.int64),
+        masks=np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool),
+        observed=np.stack(observed) if observed else np.zeros((0, h, w), dtype=bool),
+    )
+
+
+def observe_hole(
+    scene: DemoScene,
+    downscale: int = OBSERVED_FRACTION_DOWNSCALE,
+    mask_dilation_iterations: int = 0,
+    mask_dilation_kernel: int = PARSER_DILATION_KERNEL,
+) -> HoleObservation:
+    """How much of the hole the training views observe: :func:`observe_views` of the test views. The masks are the
+    labels as written at ``downscale`` (1 for images/, 2 for images_2/), dilated as the data parser dilates them
+    with ``mask_dilation_iterations`` above 0 (the masks a run reads: what the benchmark reports)."""
+    return observe_views(scene, range(scene.config.num_test_views), downscale, mask_dilation_iterations,
+                         mask_dilation_kernel)
+
+
+def observe_training_views(
+    scene: DemoScene,
+    downscale: int = OBSERVED_FRACTION_DOWNSCALE,
+    mask_dilation_iterations: int = 0,
+    mask_dilation_kernel: int = PARSER_DILATION_KERNEL,
+) -> HoleObservation:
+    """The exact seen / unseen parts of the training views' masks (:func:`observe_views` of the training views; a
+    view never counts as observing itself): ``.unseen`` is what a run's visibility test should find unseen."""
+    return observe_views(scene, range(scene.config.num_test_views, scene.num_views), downscale,
+                         mask_dilation_iterations, mask_dilation_kernel)
+
+
+def scene_config_of(folder: Path) -> Optional[DemoSceneConfig]:
+    """The generator's parameters of a demo scene folder (``"scene"`` in its mald_scene.json); None when the folder
+    has none (not a generated scene, or generated before the parameters were written there)."""
+    try:
+        values = json.loads((Path(folder) / SCENE_INFO_FILE).read_text())["scene"]
+        names = {f.name for f in fields(DemoSceneConfig) if not f.name.startswith("_")}
+        values = {key: value for key, value in values.items() if key in names}
+        if values.get("object_colour") is not None:
+            values["object_colour"] = tuple(float(c) for c in values["object_colour"])
+        return DemoSceneConfig(**values)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _config_values(config: DemoSceneConfig) -> dict:
+    """The parameters as JSON values (written to mald_scene.json)."""
+    values = {f.name: getattr(config, f.name) for f in fields(config) if not f.name.startswith("_")}
+    if values["object_colour"] is not None:
+        values["object_colour"] = [float(c) for c in values["object_colour"]]
+    return values
 
 
 def _validate(config: DemoSceneConfig) -> None:
@@ -492,7 +593,7 @@ def _readme(
         if observed_fraction is not None:
             lines += [f"observed fraction of the hole: {observed_fraction:.4f} (share of the test views' masked pixels",
                       "in images_2/ whose floor/wall/box point some training view sees unoccluded outside its mask;",
-                      "also in mald_scene.json)."]
+                      "label masks as written, before the data parser's dilation; also in mald_scene.json)."]
         lines += ["", "parameters:"]
     lines += [f"  {f.name}: {getattr(config, f.name)}" for f in fields(config) if not f.name.startswith("_")]
     return "\n".join(lines) + "\n"
@@ -530,9 +631,9 @@ def generate_demo_scene(
     observed = round(observe_hole(scene, OBSERVED_FRACTION_DOWNSCALE).fraction, 4)
     (out_dir / "README.txt").write_text(_readme(config, scene, observed_fraction=observed))
     # Tells mald-nerf's default parser how many leading views are object-free (SPIn-NeRF itself uses 40); the
-    # benchmark reports the observed fraction of the hole beside each scene.
-    info = {"num_test_views": config.num_test_views, "observed_fraction": observed,
-            "observed_fraction_downscale": OBSERVED_FRACTION_DOWNSCALE}
+    # benchmark computes the observed fraction for the masks its runs read from the parameters under "scene".
+    info = {"num_test_views": config.num_test_views, "observed_fraction_label_masks": observed,
+            "observed_fraction_downscale": OBSERVED_FRACTION_DOWNSCALE, "scene": _config_values(config)}
     (out_dir / SCENE_INFO_FILE).write_text(json.dumps(info) + "\n")
     return out_dir
 
@@ -622,10 +723,11 @@ class GenerateDemoScene:
             f"order) + {cfg.num_train_views} training views with the object, {cfg.width}x{cfg.height}, seed {cfg.seed}."
         )
         if self.layout == "spinnerf":
-            observed = json.loads((out / SCENE_INFO_FILE).read_text())["observed_fraction"]
+            observed = json.loads((out / SCENE_INFO_FILE).read_text())["observed_fraction_label_masks"]
             Console().print(
-                f"Observed fraction of the hole: {100 * observed:.1f} % of the test views' masked pixels (images_2/) "
-                "show floor, wall or box that some training view sees unoccluded outside its mask.",
+                f"Observed fraction of the hole: {100 * observed:.1f} % of the test views' masked pixels (images_2/, "
+                "label masks as written, before the data parser's dilation) show floor, wall or box that some "
+                "training view sees unoccluded outside its mask.",
                 soft_wrap=True,
             )
         if self.layout == "nerfstudio":

@@ -21,12 +21,20 @@ Presets:
   a wide camera disc, so much of the hole is observed from other views), the CPU-sized methods with the exemplar
   inpainter (mald-nerf-tiny, its summed-step form, the pixel-loss baseline without adversarial loss, and nerfacto
   on the observed pixels only), 1200 NeRF optimizer steps each (600 iterations of mald-nerf-tiny); about 80 minutes
-  on 2 CPU cores.
+  on 2 CPU cores. The parser dilates the masks by one 5x5 iteration (``--mask-dilation-iterations 1``, about 2 px):
+  the generated masks are exact silhouettes (+2 px), and SPIn-NeRF's 5 iterations, meant for hand-drawn masks,
+  would add about 10 px around a hole in a 160x120 image.
 * ``spinnerf``: the SPIn-NeRF dataset on a GPU (pass the scene folders with ``--scenes``): mald-nerf and the
   baselines at factor 4 with 40 object-free test views, 60k NeRF optimizer steps each (mald-nerf's 30k
   iterations). Needs the LDM, LPIPS and Inception weights (see README).
 
 Finished runs are reused, so an interrupted benchmark continues where it stopped.
+
+Each scene's *observed fraction of the hole* (the share of its test views' masked pixels whose background some
+training view sees unoccluded outside its own mask) is computed from the generator's exact geometry for the masks
+the runs read: the labels at the run's downscale factor, dilated as the data parser dilates them
+(:func:`~mald_nerfstudio.data.demo_scene.observe_hole` with ``mask_dilation_iterations``); n/a for scenes that
+are not generated demo scenes.
 """
 
 from __future__ import annotations
@@ -65,6 +73,9 @@ PRESETS: Dict[str, Dict] = {
         num_test_views=None,
         demo_scenes=("demo-seed0", "demo-hidden", "demo-seen"),
         extra_args=("--machine.device-type", "cpu", "--pipeline.dataset-update.views-per-update", "4"),
+        # The generated masks are exact silhouettes (+2 px): one dilation iteration (+2 px at half resolution), not
+        # SPIn-NeRF's 5 for hand-drawn masks (+10 px, a sixth of a 160 px image around the hole).
+        parser_args=("--mask-dilation-iterations", "1"),
     ),
     "spinnerf": dict(
         methods=("mald-nerf", "spinnerf-style", "inpaintnerf360-style", "nerfacto-masked", "mald-nerf-no-custom"),
@@ -75,6 +86,7 @@ PRESETS: Dict[str, Dict] = {
         num_test_views=40,
         demo_scenes=(),
         extra_args=(),
+        parser_args=(),  # the parser's default dilation: SPIn-NeRF's 5x5 kernel, 5 iterations
     ),
 }
 """Defaults of each preset; every one can be overridden on the command line."""
@@ -92,12 +104,15 @@ DEMO_SCENES: Dict[str, Dict] = {
     "demo-seed1": dict(seed=1),
     "demo-hidden": dict(seed=1, object_radius=0.55, camera_disc_radius=0.12),
     "demo-seen": dict(seed=2, camera_disc_radius=0.6),
-    # A smaller ball seen from a wide disc: about 75 % of the hole is observed by some training view.
-    "demo-mostly-seen": dict(seed=3, object_radius=0.3, camera_disc_radius=1.0),
+    # A small ball seen from the widest disc whose lowest camera stays above the floor (about 1.0): about two
+    # thirds of the hole is observed by some training view, with the masks the cpu preset's runs read.
+    "demo-mostly-seen": dict(seed=3, object_radius=0.2, camera_disc_radius=1.0),
 }
 """Generated scenes the benchmark knows by name (DemoSceneConfig fields). Observed fraction of the hole (share of
-the test views' masked pixels at images_2/ that some training view sees, written to each scene's mald_scene.json):
-demo-seed0 0.23, demo-seed1 0.24, demo-hidden 0.09, demo-seen 0.45, demo-mostly-seen 0.75."""
+the test views' masked pixels at images_2/ that some training view sees), with the masks the cpu preset's runs
+read (labels dilated by one 5x5 iteration): demo-seed0 0.206, demo-seed1 0.205, demo-hidden 0.078, demo-seen 0.379,
+demo-mostly-seen 0.669; with the label masks as written (mald_scene.json's observed_fraction_label_masks): 0.234,
+0.235, 0.087, 0.446, 0.789; with the parser's default 5 iterations: 0.168, 0.160, 0.067, 0.280, 0.516."""
 
 
 @dataclass
@@ -151,7 +166,7 @@ class Benchmark:
                 self.output_dir,
                 "pass --scenes DIR [DIR ...] (e.g. the ten SPIn-NeRF scenes)",
             )
-        from mald_nerfstudio.data.demo_scene import DemoSceneConfig, generate_demo_scene
+        from mald_nerfstudio.data.demo_scene import DemoSceneConfig, generate_demo_scene, scene_config_of
 
         unknown = [name for name in names if name not in DEMO_SCENES]
         if unknown:
@@ -161,8 +176,17 @@ class Benchmark:
         folders = []
         for name in names:
             folder = self.output_dir / "scenes" / name
+            config = DemoSceneConfig(**DEMO_SCENES[name])
             if not (folder / "poses_bounds.npy").is_file():
-                generate_demo_scene(folder, DemoSceneConfig(**DEMO_SCENES[name]), overwrite=True)
+                generate_demo_scene(folder, config, overwrite=True)
+            elif scene_config_of(folder) != config:
+                # Generated with other parameters, or before they were recorded: the same parameters give the same
+                # files, so this only changes a scene whose parameters changed.
+                generate_demo_scene(folder, config, overwrite=True)
+                if (self.output_dir / "runs" / name).is_dir():
+                    CONSOLE.print(f"[bold yellow]Regenerated {folder} from DEMO_SCENES['{name}'] (its parameters "
+                                  "differed or were not recorded). Its finished runs in "
+                                  f"{self.output_dir / 'runs' / name} are reused: delete them if the scene changed.")
             folders.append(folder)
         return folders
 
@@ -177,12 +201,44 @@ class Benchmark:
             return self.max_num_iterations, per_iteration
         return max(1, self.resolved("optimizer_steps") // per_iteration), per_iteration
 
-    def _train_command(self, scene: Path, method: str, run_dir: Path) -> List[str]:
+    def _parser_args(self) -> List[str]:
+        """The data-parser arguments of every run: ``mald-data``, the downscale factor, the test views and the
+        preset's ``parser_args``."""
         parser_args = ["mald-data"]
         if self.resolved("downscale_factor") is not None:
             parser_args += ["--downscale-factor", str(self.resolved("downscale_factor"))]
         if self.resolved("num_test_views") is not None:
             parser_args += ["--num-test-views", str(self.resolved("num_test_views"))]
+        return parser_args + list(PRESETS[self.preset].get("parser_args", ()))
+
+    def mask_dilation(self) -> Tuple[int, int]:
+        """(kernel side, iterations) of the parser's mask dilation in this benchmark's runs, for SPIn-NeRF-layout
+        scenes such as the generated demo scenes (unset: the parser's defaults, 5 and 5)."""
+        from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
+
+        args = self._parser_args()
+        kernel = _flag_value(args, "--mask-dilation-kernel")
+        iterations = _flag_value(args, "--mask-dilation-iterations")
+        return (SpinNerfDataParserConfig.mask_dilation_kernel if kernel is None else int(kernel),
+                SpinNerfDataParserConfig.mask_dilation_iterations if iterations is None else int(iterations))
+
+    def observed_masks(self) -> str:
+        """Which masks the observed fractions are for (a sentence fragment for the reports)."""
+        kernel, iterations = self.mask_dilation()
+        factor = self.resolved("downscale_factor")
+        folder = "images_N/" if factor is None else ("images/" if factor == 1 else f"images_{factor}/")
+        dilation = (f"dilated by the data parser ({kernel}x{kernel} kernel, {iterations} iteration"
+                    f"{'' if iterations == 1 else 's'})" if iterations > 0 and kernel > 1 else "not dilated further")
+        return f"the masks the runs read: {folder}label/ {dilation}"
+
+    def observed_fraction(self, scene: Path) -> Optional[float]:
+        """The scene's observed fraction of the hole with the masks this benchmark's runs read (None: not a
+        generated demo scene), from the generator's parameters in its mald_scene.json."""
+        kernel, iterations = self.mask_dilation()
+        return scene_observed_fraction(scene, self.resolved("downscale_factor"), iterations, kernel)
+
+    def _train_command(self, scene: Path, method: str, run_dir: Path) -> List[str]:
+        parser_args = self._parser_args()
         iterations, per_iteration = self.iterations(method)
         schedule: List[str] = []
         if PRESETS[self.preset]["update_schedule"] is not None:
@@ -261,14 +317,19 @@ class Benchmark:
                     status = record.get("error") or f"PSNR {record['results'].get('psnr', math.nan):.2f}"
                     progress.console.print(f"{scene.name} / {method}: {status}")
                     progress.advance(task)
-        observed = {scene.name: scene_observed_fraction(scene) for scene in scenes}
+        observed = {scene.name: self.observed_fraction(scene) for scene in scenes}
         (self.output_dir / "results.json").write_text(json.dumps({
             "preset": self.preset, "optimizer_steps": self.resolved("optimizer_steps"),
             "max_num_iterations": self.max_num_iterations,
             "downscale_factor": self.resolved("downscale_factor"),
-            "scenes": {name: {"observed_fraction": value} for name, value in observed.items()},
+            "parser_args": self._parser_args(),
+            "observed_fraction_masks": self.observed_masks(),
+            "scenes": {scene.name: {"observed_fraction": observed[scene.name],
+                                    "observed_fraction_label_masks": label_mask_observed_fraction(scene)}
+                       for scene in scenes},
             "runs": records}, indent=2))
-        table = markdown_report(records, methods, [s.name for s in scenes], self.describe(), observed)
+        table = markdown_report(records, methods, [s.name for s in scenes], self.describe(), observed,
+                                self.observed_masks())
         (self.output_dir / "results.md").write_text(table)
         for scene in scenes:
             grid = image_grid([self._run_dir(scene, m) / "renders" for m in methods], methods, self.grid_view)
@@ -282,8 +343,8 @@ class Benchmark:
         budget = (f"{self.max_num_iterations} iterations per run" if self.max_num_iterations is not None else
                   f"{self.resolved('optimizer_steps')} NeRF optimizer steps per run (iterations: that over the "
                   "method's steps per iteration)")
-        return (f"preset `{self.preset}`, {budget}, downscale factor {self.resolved('downscale_factor')}, command: "
-                f"`{' '.join(sys.argv)}`")
+        return (f"preset `{self.preset}`, {budget}, downscale factor {self.resolved('downscale_factor')}, data "
+                f"parser `{' '.join(self._parser_args())}`, command: `{' '.join(sys.argv)}`")
 
 
 def steps_per_iteration(method: str, extra_args: Tuple[str, ...] = ()) -> int:
@@ -309,13 +370,44 @@ def _cell(value: Optional[float], digits: int) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def scene_observed_fraction(folder: Path) -> Optional[float]:
-    """Observed fraction of a scene's hole (share of its test views' masked pixels that some training view sees),
-    from the folder's mald_scene.json as the demo scene generator writes it; None when there is none."""
+def _flag_value(args: List[str], flag: str) -> Optional[str]:
+    """The value of the last ``flag VALUE`` or ``flag=VALUE`` in ``args`` (None: absent)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1:]
+    return value
+
+
+def scene_observed_fraction(folder: Path, downscale_factor: Optional[int], mask_dilation_iterations: int,
+                            mask_dilation_kernel: int = 5) -> Optional[float]:
+    """Observed fraction of a generated scene's hole (share of its test views' masked pixels that some training
+    view sees unoccluded outside its own mask) for the masks a run reads with ``--downscale-factor`` (None: the
+    parser's choice, images/ for the demo's sizes) and ``--mask-dilation-iterations`` / ``--mask-dilation-kernel``:
+    :func:`~mald_nerfstudio.data.demo_scene.observe_hole` on the scene rebuilt from the generator's parameters in
+    its mald_scene.json, rounded to 4 digits. None when the folder holds no such parameters (not a generated demo
+    scene, or one generated before they were written)."""
+    from mald_nerfstudio.data.demo_scene import observe_hole, scene_config_of
+
+    config = scene_config_of(Path(folder))
+    if config is None:
+        return None
+    if downscale_factor is None:  # the parser's choice: the smallest factor whose long edge fits 1008 px
+        downscale_factor = 1 if max(config.width, config.height) <= 1008 else 2
+    observation = observe_hole(config.setup(), downscale_factor, mask_dilation_iterations, mask_dilation_kernel)
+    return round(observation.fraction, 4)
+
+
+def label_mask_observed_fraction(folder: Path) -> Optional[float]:
+    """The observed fraction the generator wrote into the folder's mald_scene.json, for the label masks as written
+    at images_2/ (before the parser's dilation); None when there is none."""
     from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
 
     try:
-        value = json.loads((Path(folder) / SCENE_INFO_FILE).read_text()).get("observed_fraction")
+        info = json.loads((Path(folder) / SCENE_INFO_FILE).read_text())
+        value = info.get("observed_fraction_label_masks", info.get("observed_fraction"))  # older scenes: the latter
         return None if value is None else float(value)
     except (OSError, ValueError, TypeError, AttributeError):
         return None
@@ -326,11 +418,13 @@ def _observed(value: Optional[float]) -> str:
 
 
 def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], description: str,
-                    observed_fractions: Optional[Dict[str, Optional[float]]] = None) -> str:
+                    observed_fractions: Optional[Dict[str, Optional[float]]] = None,
+                    observed_masks: str = "the masks the runs read") -> str:
     """Markdown tables (mean over scenes, then per scene) in the paper's column order; lower LPIPS/FID/KID is
     better, higher PSNR/SSIM is better; 'n/a' marks a metric that could not be computed (reasons below). With
     ``observed_fractions`` (scene name to :func:`scene_observed_fraction`), a table of the scenes' observed fractions
-    of the hole follows the first line, and each scene's heading gives its own ('n/a' where unknown)."""
+    of the hole, for ``observed_masks`` (:meth:`Benchmark.observed_masks`), follows the first line, and each scene's
+    heading gives its own ('n/a' where unknown)."""
     by_key = {(r["scene"], r["method"]): r for r in records}
     header = "| method | " + " | ".join(c[1] for c in TABLE_COLUMNS) + " | iterations (optimizer steps) | train min |"
     rule = "|---" * (len(TABLE_COLUMNS) + 3) + "|"
@@ -353,7 +447,8 @@ def markdown_report(records: List[Dict], methods: List[str], scenes: List[str], 
     out = [f"Benchmark: {description}", ""]
     if observed_fractions is not None:
         out += ["Observed fraction of the hole: the share of the test views' masked pixels whose background some "
-                "training view sees unoccluded outside its own mask (generated scenes, exact geometry).", "",
+                "training view sees unoccluded outside its own mask (generated scenes, exact geometry), for "
+                f"{observed_masks}.", "",
                 "| scene | observed fraction of the hole |", "|---|---|"]
         out += [f"| {scene} | {_observed(observed_fractions.get(scene))} |" for scene in scenes] + [""]
     out += [f"Mean over {len(scenes)} scene(s): {', '.join(scenes)}", ""]

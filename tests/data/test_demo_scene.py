@@ -21,7 +21,10 @@ from mald_nerfstudio.data.demo_scene import (
     generate_demo_capture,
     generate_demo_scene,
     observe_hole,
+    observe_training_views,
+    observe_views,
     quantize,
+    scene_config_of,
 )
 from mald_nerfstudio.errors import MaldInputError
 
@@ -150,6 +153,10 @@ def test_invalid_parameters_raise_input_error(tmp_path):
     assert not (tmp_path / "odd").exists()
     with pytest.raises(MaldInputError, match="object-colour"):
         _small(object_colour=(0.5, 1.5, 0.0)).setup()
+    # a disc wider than about 1.0 puts the lowest cameras under the floor, where the ray caster's floor would be
+    # behind them: refused, not rendered
+    with pytest.raises(MaldInputError, match="below the floor"):
+        _small(camera_disc_radius=1.3).setup()
 
 
 def test_object_colour_changes_only_the_ball(tmp_path):
@@ -204,12 +211,36 @@ def test_masks_for_the_observed_fraction_equal_the_written_labels(scene_dir):
         np.testing.assert_array_equal(scene.mask(index, 2), _load(scene_dir / "images_2" / "label" / name))
 
 
+@pytest.mark.parametrize("iterations", [0, 1, 5])
+def test_masks_with_the_parsers_dilation_equal_what_mald_data_reads(scene_dir, iterations):
+    """DemoScene.mask(..., mask_dilation_iterations=N) is the mask a run reads with ``mald-data --downscale-factor 2
+    --mask-dilation-iterations N``: the real parser's outputs, loaded as the dataset loads them."""
+    from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
+    from mald_nerfstudio.data.inpaint_metadata import load_view_mask, masks_of
+
+    scene = _small().setup()
+    parser = MaldDataParserConfig(data=scene_dir, downscale_factor=2, mask_dilation_iterations=iterations).setup()
+    for split, first in (("train", scene.config.num_test_views), ("test", 0)):
+        files, spec = masks_of(parser.get_dataparser_outputs(split).metadata)
+        assert len(files) > 0
+        for offset, path in enumerate(files):
+            read = load_view_mask(path, (24, 32), spec)
+            np.testing.assert_array_equal(scene.mask(first + offset, 2, iterations).astype(bool), read)
+    grown = scene.mask(scene.num_views - 1, 2, iterations).sum() - scene.mask(scene.num_views - 1, 2).sum()
+    assert (grown > 0) == (iterations > 0)
+
+
 def test_mald_scene_json_readme_and_observation_give_the_same_fraction(scene_dir):
     info = json.loads((scene_dir / SCENE_INFO_FILE).read_text())
     observation = observe_hole(_small().setup(), downscale=2)
     assert info["num_test_views"] == 3 and info["observed_fraction_downscale"] == 2
-    assert info["observed_fraction"] == round(observation.fraction, 4)
-    assert f"observed fraction of the hole: {info['observed_fraction']:.4f}" in (scene_dir / "README.txt").read_text()
+    assert "observed_fraction" not in info  # named for the masks it is for
+    assert info["observed_fraction_label_masks"] == round(observation.fraction, 4)
+    text = (scene_dir / "README.txt").read_text()
+    assert f"observed fraction of the hole: {info['observed_fraction_label_masks']:.4f}" in text
+    assert "label masks as written, before the data parser's dilation" in text
+    # the generator's parameters, from which the benchmark computes the fraction for the masks its runs read
+    assert scene_config_of(scene_dir) == _small()
     assert observation.masks.shape == (3, 24, 32) and observation.masks.sum() > 0
     assert not np.any(observation.observed & ~observation.masks)  # observed pixels are masked pixels
 
@@ -284,6 +315,53 @@ def test_observed_fraction_near_zero_for_a_large_ball_from_a_tiny_disc_and_high_
     for side in (1, 2):
         one = observe_hole(_with_views(scene, [0, side]), downscale=1)
         assert 0.2 < one.fraction < seen.fraction
+
+
+def test_scene_config_round_trips_through_mald_scene_json(tmp_path):
+    config = _small(seed=4, object_colour=(0.62, 0.44, 0.26), object_radius=0.3, num_train_views=1,
+                    num_test_views=1)
+    assert scene_config_of(generate_demo_scene(tmp_path / "scene", config)) == config
+    assert scene_config_of(tmp_path / "missing") is None
+
+
+def test_parser_dilation_only_removes_observed_pixels():
+    """Dilating every mask grows the holes and hides more from the observing views: every pixel observed with the
+    dilated masks that lies in the label mask is observed with the label masks too, and the fraction falls."""
+    scene = _small(seed=0, num_train_views=8).setup()
+    labels, dilated = observe_hole(scene, 2), observe_hole(scene, 2, mask_dilation_iterations=1)
+    assert np.all(dilated.masks >= labels.masks) and dilated.masks.sum() > labels.masks.sum()
+    assert not np.any(dilated.observed & labels.masks & ~labels.observed)
+    assert labels.observed.sum() > 0 and dilated.fraction < labels.fraction
+
+
+def test_training_views_observed_by_the_other_training_views_only():
+    """Known answers: a training view with no other training view has every masked pixel unseen; two training
+    views far to either side of the ball each see part of the other's hole, and the test view's observation through
+    observe_views is observe_hole's."""
+    alone = _small(num_train_views=1, num_test_views=1).setup()
+    only = observe_training_views(alone, downscale=1)
+    np.testing.assert_array_equal(only.views, [1])
+    assert only.masks.sum() > 0 and only.fraction == 0.0
+    np.testing.assert_array_equal(only.unseen, only.masks)
+
+    scene = _small(num_train_views=2, num_test_views=1, mask_dilation_px=0).setup()
+    target = scene.object_centre
+    scene.camera_to_worlds = np.stack(
+        [scene.camera_to_worlds[0], _look_at([2.5, 0.95, 2.5], target), _look_at([-2.5, 0.95, 2.5], target)]
+    )
+    train = observe_training_views(scene, downscale=1)
+    np.testing.assert_array_equal(train.views, [1, 2])
+    assert np.all(train.masks.sum(axis=(1, 2)) > 30)
+    assert np.all((train.per_view > 0.2) & (train.per_view < 1.0))
+    np.testing.assert_array_equal(train.unseen, train.masks & ~train.observed)
+    # each side view is observed by exactly the other one: the same as a scene holding that pair only
+    for row, (view, other) in enumerate(((1, 2), (2, 1))):
+        pair = _with_views(scene, [view, other])  # view as the "test" view, the other as the only training view
+        np.testing.assert_array_equal(observe_hole(pair, downscale=1).observed[0], train.observed[row])
+    test = observe_views(scene, [0], downscale=1)
+    hole = observe_hole(scene, downscale=1)
+    np.testing.assert_array_equal(test.observed, hole.observed)
+    np.testing.assert_array_equal(test.masks, hole.masks)
 
 
 def _with_views(scene, indices):
