@@ -29,6 +29,7 @@ def _train_args(scene: Path, out: Path) -> List[str]:
         "ns-train", "mald-nerf-tiny", "--data", str(scene), "--output-dir", str(out), "--timestamp", "run",
         "--max-num-iterations", str(STEPS), "--steps-per-save", "10", "--vis", "tensorboard",
         "--pipeline.datamanager.train-num-rays-per-batch", "256",
+        "--pipeline.dataset-update.warmup-steps", "3",  # the unseen masks are computed before the kill, kept after
         "--pipeline.dataset-update.first-update-step", "5", "--pipeline.dataset-update.update-every", "5",
     ]
 
