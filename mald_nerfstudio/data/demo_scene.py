@@ -96,8 +96,7 @@ class DemoSceneConfig(InstantiateConfig):
     horizontal_fov_degrees: float = 55.0
     """Horizontal field of view of every camera."""
     camera_disc_radius: float = 0.3
-    """Radius of the disc the cameras sit on, in scene units (larger: more of the hole seen by other views; the lowest
-    cameras reach the floor at about 1.0)."""
+    """Radius of the camera disc in scene units (larger: more of the hole seen; about 1.0 reaches the floor)."""
     supersampling: int = 2
     """Anti-aliasing: rays per pixel along each axis (2 means 2x2 rays per pixel)."""
     mask_dilation_px: int = 2
@@ -405,13 +404,11 @@ class HoleObservation:
     """Which pixels of some views' masks show background that another training view observes."""
 
     views: np.ndarray
-    """The views observed (file-order indices, int64 [V]): the test views for :func:`observe_hole`, the training
-    views for :func:`observe_training_views`."""
+    """The views (file-order indices, int64 [V]): test views (observe_hole) or training views."""
     masks: np.ndarray
     """Their masks (bool [V, h, w] at the chosen downscale, with the chosen parser dilation)."""
     observed: np.ndarray
-    """Masked pixels whose background point some training view other than the view itself sees unoccluded outside
-    its own mask (same shape)."""
+    """Masked pixels whose background another training view sees unoccluded outside its mask (same shape)."""
 
     @property
     def unseen(self) -> np.ndarray:
