@@ -53,8 +53,8 @@ from rich.progress import track
 
 from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
 from mald_nerfstudio.data.masks import dilate
-from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
 from mald_nerfstudio.data.procedural_texture import ValueNoise, brick_wall, painted_checker, plank_floor
+from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
 from mald_nerfstudio.errors import MaldInputError
 
 WALL_Z = -1.6
