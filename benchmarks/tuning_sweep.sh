@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The tuning sweep of docs/decisions.md ("Tuning sweep"): mald-nerf-tiny variants on one generated scene, each a
 # real ns-train + ns-eval run at 600 iterations (the CPU benchmark's budget for mald-nerf-tiny's two NeRF steps per
-# iteration; nerfacto-masked here gets 600 iterations, not the benchmark's 1200), factor 2, the cpu preset's warm-up
-# and update schedule and mask dilation, two runs at a time with one thread each. Prints one line of metrics per variant.
+# iteration; nerfacto-masked here gets 600 iterations, not the benchmark's 1200), factor 2, the cpu preset's update
+# schedule and mask dilation, two runs at a time with one thread each. Prints one line of metrics per variant.
 #
 #   mald-nerf-benchmark --preset cpu --output-dir bench   # generates bench/scenes/demo-seed0 (or reuse one)
 #   bash benchmarks/tuning_sweep.sh bench/scenes/demo-seed0 sweep-out [VARIANT ...]
@@ -10,8 +10,7 @@
 # Without VARIANT names every variant below runs (about 4 minutes each on 2 cores, two at a time).
 set -u
 scene=$1; out=$2; shift 2
-schedule="--pipeline.dataset-update.warmup-steps 150 --pipeline.dataset-update.first-update-step 200"
-schedule="$schedule --pipeline.dataset-update.update-every 50"
+schedule="--pipeline.dataset-update.first-update-step 200 --pipeline.dataset-update.update-every 50"
 schedule="$schedule --pipeline.dataset-update.views-per-update 4"
 declare -A VARIANTS=(
   [nerfacto-masked]="nerfacto-masked-tiny"
@@ -26,6 +25,8 @@ declare -A VARIANTS=(
   [adv-weights-double]="mald-nerf-tiny --pipeline.model.adversarial-loss.lambda-adv 0.004 --pipeline.model.adversarial-loss.lambda-fm 0.04"
   [discriminator-lr-5e-4]="mald-nerf-tiny --optimizers.discriminator.optimizer.lr 5e-4"
   [context-margin-tight]="mald-nerf-tiny pipeline.inpainter:exemplar --pipeline.inpainter.context-margin 0.25 0.75"
+  [visibility]="mald-nerf-tiny --pipeline.visibility.enabled True --pipeline.dataset-update.warmup-steps 150"
+  [visibility-recompute]="mald-nerf-tiny --pipeline.visibility.enabled True --pipeline.dataset-update.warmup-steps 150 --pipeline.visibility.recompute-every 50"
   [patch-appearance-trained]="mald-nerf-tiny --pipeline.model.patch-appearance trained"
   [patch-appearance-mean]="mald-nerf-tiny --pipeline.model.patch-appearance mean"
   [warm-up]="mald-nerf-tiny --pipeline.dataset-update.warmup-steps 200 --pipeline.dataset-update.initial-strength 0.6 --pipeline.dataset-update.first-update-step 250"

@@ -67,10 +67,7 @@ def mald_nerf_config() -> MaldTrainerConfig:
                 camera_optimizer=ObservedPixelsCameraOptimizerConfig(mode="off"),  # held-out views: decisions.md
             ),
             inpainter=LDMInpainterConfig(),
-            # Visibility-aware inpainting (on) needs geometry: 1000 steps on the observed pixels first.
-            dataset_update=DatasetUpdateConfig(
-                update_every=200, views_per_update=4, first_update_step=2000, warmup_steps=1000
-            ),
+            dataset_update=DatasetUpdateConfig(update_every=200, views_per_update=4, first_update_step=2000),
         ),
         optimizers=optimizers(max_steps=200000),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15, websocket_host=VIEWER_HOST),
@@ -119,9 +116,7 @@ def mald_nerf_tiny_config() -> MaldTrainerConfig:
                 discriminator=DiscriminatorConfig(base_channels=16, max_channels=64),
             ),
             inpainter=ExemplarInpainterConfig(),
-            dataset_update=DatasetUpdateConfig(
-                update_every=100, views_per_update=2, first_update_step=400, warmup_steps=300
-            ),
+            dataset_update=DatasetUpdateConfig(update_every=100, views_per_update=2, first_update_step=300),
         ),
         optimizers=optimizers(max_steps=max_steps * 4),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 13, quit_on_train_completion=True, websocket_host=VIEWER_HOST),

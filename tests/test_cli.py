@@ -32,13 +32,13 @@ def only_config(output_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_run(demo_scene, tmp_path_factory) -> Path:
-    """A short mald-nerf-tiny run on the demo scene with the CLI defaults (exemplar inpainter, adversarial on,
-    visibility-aware inpainting after a warm-up, here shortened to 6 steps)."""
+    """A short mald-nerf-tiny run on the demo scene with the CLI defaults (exemplar inpainter, adversarial on) and
+    visibility-aware inpainting switched on after a warm-up of 6 steps."""
     out = tmp_path_factory.mktemp("demo-run")
     result = run(
         ["ns-train", "mald-nerf-tiny", "--data", str(demo_scene), "--output-dir", str(out),
          "--max-num-iterations", "24", "--vis", "tensorboard", "--logging.steps-per-log", "2",
-         "--pipeline.dataset-update.warmup-steps", "6",
+         "--pipeline.visibility.enabled", "True", "--pipeline.dataset-update.warmup-steps", "6",
          "--pipeline.dataset-update.first-update-step", "10", "--pipeline.dataset-update.update-every", "10"],
         cwd=out,
     )
@@ -107,7 +107,7 @@ def test_ns_train_on_a_real_capture_in_spinnerf_layout(tmp_path):
     result = run(
         ["ns-train", "mald-nerf-tiny", "--data", str(scene), "--output-dir", str(tmp_path / "out"),
          "--machine.device-type", "cpu", "--max-num-iterations", "30", "--viewer.quit-on-train-completion", "True",
-         "--pipeline.dataset-update.warmup-steps", "10",  # visibility on a real capture's poses
+         "--pipeline.visibility.enabled", "True", "--pipeline.dataset-update.warmup-steps", "10",  # real poses
          # ns-eval below renders crops of every view: 2 crops of 48 px keep the test short on a CPU.
          "--pipeline.model.metrics.crops-per-image", "2", "--pipeline.model.metrics.crop-size", "48",
          "spinnerf-data", "--downscale-factor", "2", "--num-test-views", "0"],
@@ -150,7 +150,7 @@ def test_ns_train_with_tiny_ldm_by_path_and_customisation_completes(demo_scene, 
         ["ns-train", "mald-nerf-tiny", "--data", str(demo_scene), "--output-dir", str(tmp_path / "out"),
          "--max-num-iterations", "8", "--vis", "tensorboard",
          "--pipeline.customization.steps", "4", "--pipeline.customization.cache-dir", str(tmp_path / "lora"),
-         "--pipeline.dataset-update.warmup-steps", "2",
+         "--pipeline.visibility.enabled", "True", "--pipeline.dataset-update.warmup-steps", "2",
          "--pipeline.dataset-update.first-update-step", "3", "--pipeline.dataset-update.update-every", "3",
          # tyro: a subcommand and its options come after the method's own options
          "pipeline.inpainter:ldm", "--pipeline.inpainter.model", str(tiny_ldm_dir),

@@ -29,7 +29,8 @@ def _train_args(scene: Path, out: Path) -> List[str]:
         "ns-train", "mald-nerf-tiny", "--data", str(scene), "--output-dir", str(out), "--timestamp", "run",
         "--max-num-iterations", str(STEPS), "--steps-per-save", "10", "--vis", "tensorboard",
         "--pipeline.datamanager.train-num-rays-per-batch", "256",
-        "--pipeline.dataset-update.warmup-steps", "3",  # the unseen masks are computed before the kill, kept after
+        # visibility-aware inpainting: the unseen masks are computed before the kill and kept after it
+        "--pipeline.visibility.enabled", "True", "--pipeline.dataset-update.warmup-steps", "3",
         "--pipeline.dataset-update.first-update-step", "5", "--pipeline.dataset-update.update-every", "5",
     ]
 

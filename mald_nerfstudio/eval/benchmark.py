@@ -62,16 +62,17 @@ CONSOLE = Console(width=120)
 
 PRESETS: Dict[str, Dict] = {
     "cpu": dict(
-        methods=("mald-nerf-tiny", "mald-nerf-summed-step-tiny", "mald-nerf-no-adv-l1-tiny", "nerfacto-masked-tiny"),
+        methods=("mald-nerf-tiny", "mald-nerf-visibility-tiny", "mald-nerf-summed-step-tiny", "mald-nerf-no-adv-l1-tiny",
+                 "nerfacto-masked-tiny"),
         optimizer_steps=1200,
         max_num_iterations=None,
-        # A short budget: a shorter warm-up (visibility-aware inpainting starts at its end), earlier dataset updates
-        # and more views per update so each view is updated. In optimizer steps: warm-up 300, first update 400,
-        # then every 100 (iterations 150, 200 and 50 of a two-step method).
+        # A short budget: earlier dataset updates and more views per update so each view is updated, and for methods
+        # with a warm-up (visibility-aware inpainting starts at its end) a shorter one. In optimizer steps: warm-up
+        # 300, first update 400, then every 100 (iterations 150, 200 and 50 of a two-step method).
         update_schedule=(("warmup-steps", 300), ("first-update-step", 400), ("update-every", 100)),
         downscale_factor=2,
         num_test_views=None,
-        demo_scenes=("demo-seed0", "demo-hidden", "demo-seen"),
+        demo_scenes=("demo-seed0", "demo-hidden", "demo-seen", "demo-mostly-seen"),
         extra_args=("--machine.device-type", "cpu", "--pipeline.dataset-update.views-per-update", "4"),
         # The generated masks are exact silhouettes (+2 px): one dilation iteration (+2 px at half resolution), not
         # SPIn-NeRF's 5 for hand-drawn masks (+10 px, a sixth of a 160 px image around the hole).
@@ -242,8 +243,10 @@ class Benchmark:
         iterations, per_iteration = self.iterations(method)
         schedule: List[str] = []
         if PRESETS[self.preset]["update_schedule"] is not None:
+            warms_up = registered_pipeline(method).dataset_update.warmup_steps > 0
             for name, optimizer_steps in PRESETS[self.preset]["update_schedule"]:
-                schedule += [f"--pipeline.dataset-update.{name}", str(max(1, optimizer_steps // per_iteration))]
+                if name != "warmup-steps" or warms_up:  # a method without a warm-up keeps none
+                    schedule += [f"--pipeline.dataset-update.{name}", str(max(1, optimizer_steps // per_iteration))]
         return [
             "ns-train", method, "--data", str(scene), "--output-dir", str(run_dir), "--timestamp", "benchmark",
             "--experiment-name", scene.name, "--max-num-iterations", str(iterations),
@@ -347,16 +350,21 @@ class Benchmark:
                 f"parser `{' '.join(self._parser_args())}`, command: `{' '.join(sys.argv)}`")
 
 
-def steps_per_iteration(method: str, extra_args: Tuple[str, ...] = ()) -> int:
-    """NeRF optimizer steps per iteration of a registered method (``MaldPipelineConfig.nerf_steps_per_iteration``),
-    with a ``--pipeline.separate-inpainting-step`` among the extra arguments taken into account; 1 for a method
-    that is not ours."""
+def registered_pipeline(method: str):
+    """The pipeline config of a method registered with nerfstudio (``ns-train METHOD``)."""
     from nerfstudio.plugins.registry import discover_methods
 
     methods, _ = discover_methods()
     if method not in methods:
         raise MaldInputError(f"unknown method {method}", fix=f"choose from {', '.join(sorted(methods))}")
-    pipeline = methods[method].pipeline
+    return methods[method].pipeline
+
+
+def steps_per_iteration(method: str, extra_args: Tuple[str, ...] = ()) -> int:
+    """NeRF optimizer steps per iteration of a registered method (``MaldPipelineConfig.nerf_steps_per_iteration``),
+    with a ``--pipeline.separate-inpainting-step`` among the extra arguments taken into account; 1 for a method
+    that is not ours."""
+    pipeline = registered_pipeline(method)
     if not hasattr(pipeline, "nerf_steps_per_iteration"):
         return 1
     flag = "--pipeline.separate-inpainting-step"

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 class VisibilityConfig:
     """Inpaint only what no training view saw (the paper inpaints each view's whole mask)."""
 
-    enabled: bool = True
-    """Fill only each mask's unseen part, after the warm-up (off: the paper's whole-mask inpainting)."""
+    enabled: bool = False
+    """Fill only each mask's unseen part, after the warm-up (off, the default: the paper's whole-mask inpainting)."""
     depth_tolerance: float = 0.05
     """Relative depth agreement of the occlusion test: |distance - rendered depth| <= tolerance x rendered depth."""
     cleaning_radius: float = 0.01

@@ -58,7 +58,7 @@ def test_grid_shows_ground_truth_then_each_method_with_a_zoom_on_the_mask(tmp_pa
 def test_preset_values_apply_unless_overridden():
     bench = Benchmark(preset="cpu")
     assert bench.resolved("methods")[0] == "mald-nerf-tiny"
-    assert bench.resolved("demo_scenes") == ("demo-seed0", "demo-hidden", "demo-seen")
+    assert bench.resolved("demo_scenes") == ("demo-seed0", "demo-hidden", "demo-seen", "demo-mostly-seen")
     assert Benchmark(preset="cpu", optimizer_steps=8).resolved("optimizer_steps") == 8
     assert bench.resolved("optimizer_steps") == 1200
 
@@ -80,7 +80,10 @@ def test_every_method_gets_the_same_number_of_nerf_optimizer_steps(tmp_path):
     assert flag(two, "--max-num-iterations") == 600 and flag(one, "--max-num-iterations") == 1200
     assert flag(two, "--pipeline.dataset-update.update-every") == 50
     assert flag(one, "--pipeline.dataset-update.update-every") == 100
-    assert flag(one, "--pipeline.dataset-update.warmup-steps") == 300
+    # The warm-up, in optimizer steps too, goes to methods that have one (visibility-aware inpainting) only.
+    assert "--pipeline.dataset-update.warmup-steps" not in one + two
+    visibility = bench._train_command(tmp_path, "mald-nerf-visibility-tiny", tmp_path / "c")
+    assert flag(visibility, "--pipeline.dataset-update.warmup-steps") == 150
     assert flag(one, "--pipeline.dataset-update.first-update-step") == 2 * flag(
         two, "--pipeline.dataset-update.first-update-step")
     # A summed step asked for on the command line counts as one step per iteration.

@@ -142,11 +142,16 @@ def test_after_the_warm_up_only_the_unseen_part_is_inpainted_and_patched(demo_sc
     assert resumed.pipeline.datamanager.visibility_step == 29
 
 
-def test_the_whole_mask_ablation_inpaints_every_masked_pixel(demo_scene, tmp_path):
+def test_by_default_every_masked_pixel_is_inpainted_and_the_variant_turns_visibility_on(demo_scene, tmp_path):
     from mald_nerfstudio.method_configs.baselines import variant_config
+    from mald_nerfstudio.method_configs.mald_nerf import mald_nerf_config, mald_nerf_tiny_config
 
-    whole = variant_config("mald-nerf-whole-mask-tiny")
-    assert not whole.pipeline.visibility.enabled and whole.pipeline.dataset_update.warmup_steps == 0
+    for default in (mald_nerf_config(), mald_nerf_tiny_config()):  # the paper's whole masks, no warm-up
+        assert not default.pipeline.visibility.enabled and default.pipeline.dataset_update.warmup_steps == 0
+    for name, warmup in (("mald-nerf-visibility", 1000), ("mald-nerf-visibility-tiny", 300)):
+        variant = variant_config(name)
+        assert variant.pipeline.visibility.enabled and variant.pipeline.dataset_update.warmup_steps == warmup
+        assert variant.pipeline.dataset_update.first_update_step > warmup
     trainer = train(tiny_config(demo_scene, tmp_path, steps=2))
     manager = trainer.pipeline.datamanager
     assert torch.equal(manager.fill_masks, manager.masks) and manager.visibility_step is None
