@@ -66,9 +66,10 @@ PRESETS: Dict[str, Dict] = {
                  "nerfacto-masked-tiny"),
         optimizer_steps=1200,
         max_num_iterations=None,
-        # A short budget: earlier dataset updates and more views per update so each view is updated, and for methods
-        # with a warm-up (visibility-aware inpainting starts at its end) a shorter one. In optimizer steps: warm-up
-        # 300, first update 400, then every 100 (iterations 150, 200 and 50 of a two-step method).
+        # A short budget: earlier dataset updates and more views per update so each view is updated, and one
+        # warm-up on the observed pixels for every method (visibility-aware inpainting starts at its end; the
+        # whole-mask methods then inpaint from scratch, as at strength 1 the render is ignored). In optimizer
+        # steps: warm-up 300, first update 400, then every 100 (iterations 150, 200 and 50 of a two-step method).
         update_schedule=(("warmup-steps", 300), ("first-update-step", 400), ("update-every", 100)),
         downscale_factor=2,
         num_test_views=None,
@@ -243,10 +244,8 @@ class Benchmark:
         iterations, per_iteration = self.iterations(method)
         schedule: List[str] = []
         if PRESETS[self.preset]["update_schedule"] is not None:
-            warms_up = registered_pipeline(method).dataset_update.warmup_steps > 0
             for name, optimizer_steps in PRESETS[self.preset]["update_schedule"]:
-                if name != "warmup-steps" or warms_up:  # a method without a warm-up keeps none
-                    schedule += [f"--pipeline.dataset-update.{name}", str(max(1, optimizer_steps // per_iteration))]
+                schedule += [f"--pipeline.dataset-update.{name}", str(max(1, optimizer_steps // per_iteration))]
         return [
             "ns-train", method, "--data", str(scene), "--output-dir", str(run_dir), "--timestamp", "benchmark",
             "--experiment-name", scene.name, "--max-num-iterations", str(iterations),
