@@ -62,7 +62,9 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise MaldInputError("checkpoint not found", path, "pass an existing checkpoint file or folder")
     try:
-        state = torch.load(path, map_location="cpu")
+        # weights_only: a checkpoint cannot run code when loaded (checkpoint_compat allow-lists the numpy scalars
+        # nerfstudio's schedulers put into it); torch's own default has changed across versions.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to decode the file is reported the same way
         raise damaged_checkpoint_error(path, err) from None
     if not isinstance(state, dict) or not {"step", "pipeline"} <= set(state):
