@@ -68,3 +68,8 @@ def test_a_refused_run_removes_only_the_folders_it_created(tmp_path):
     (folder / "events.out.tfevents").write_text("")  # what the set-up may have written before the refusal
     claim.abandon()
     assert sorted(p.name for p in (tmp_path / "out" / "scene").iterdir()) == ["other-method"]
+
+    claim = RunFolderClaim.claim(folder)  # again, and another run starts beside it in the folder it created
+    (folder.parent / "another-timestamp").mkdir()
+    claim.abandon()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["another-timestamp"]
