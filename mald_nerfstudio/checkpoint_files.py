@@ -5,14 +5,23 @@ leaves a partial newest file that blocks every later resume. Our trainer writes 
 file next to the checkpoint folder (never inside it: nerfstudio parses every name in that folder as a step) and
 renames it into place, which is atomic on POSIX and Windows; the newest ``step-*.ckpt`` is therefore always
 complete. Files damaged some other way (a copy cut short, a full disk before this change) are reported by name.
+
+A checkpoint records where it comes from (:func:`checkpoint_origin`: the method, the data folder and a fingerprint
+of the scene's training cameras), so that resuming refuses a checkpoint of another method or scene, and
+:func:`compare_pipeline_state` lists the tensors a checkpoint and a pipeline do not share (another model
+configuration), for the refusal or for a deliberate warm start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -62,7 +71,9 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise MaldInputError("checkpoint not found", path, "pass an existing checkpoint file or folder")
     try:
-        state = torch.load(path, map_location="cpu")
+        # weights_only: a checkpoint cannot run code when loaded (checkpoint_compat allow-lists the numpy scalars
+        # nerfstudio's schedulers put into it); torch's own default has changed across versions.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to decode the file is reported the same way
         raise damaged_checkpoint_error(path, err) from None
     if not isinstance(state, dict) or not {"step", "pipeline"} <= set(state):
@@ -135,3 +146,80 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def scene_fingerprint(image_filenames: List[Path], camera_to_worlds: torch.Tensor, sizes: torch.Tensor) -> str:
+    """What identifies a scene's training views: image file names, camera poses and image sizes (a copy of the
+    scene in another folder has the same fingerprint, another scene or other data-parser options another one)."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(Path(name).name for name in image_filenames).encode())
+    digest.update(torch.round(camera_to_worlds.detach().double().cpu() * 1e4).long().numpy().tobytes())
+    digest.update(sizes.detach().long().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def checkpoint_origin(method: str, data: Optional[Path], scene: str) -> Dict[str, str]:
+    """The record a checkpoint keeps of the run that wrote it (in the trainer's run state)."""
+    return {"method": method, "data": str(data), "scene": scene}
+
+
+def recorded_method(checkpoint: Path) -> Optional[str]:
+    """The method of the run a checkpoint belongs to, from the run's config.yml next to its folder (for checkpoints
+    written without an origin record: by nerfstudio's trainer or before mald-nerfstudio kept one)."""
+    config = Path(checkpoint).parent.parent / "config.yml"
+    try:
+        found = re.search(r"^method_name: *(\S+) *$", config.read_text(errors="replace"), re.MULTILINE)
+    except OSError:
+        return None
+    return found.group(1).strip("'\"") if found else None
+
+
+def _group(key: str) -> str:
+    """A tensor's part of the model for a summary: ``_model.field.mlp_base.params`` -> ``field``."""
+    parts = key.split(".")
+    return parts[1] if parts[0] == "_model" and len(parts) > 1 else parts[0]
+
+
+@dataclass
+class StateMismatch:
+    """The tensors a checkpoint's pipeline state and a pipeline do not share."""
+
+    missing: List[str] = field(default_factory=list)
+    """Tensors of the pipeline the checkpoint does not hold."""
+    unexpected: List[str] = field(default_factory=list)
+    """Tensors of the checkpoint the pipeline does not have."""
+    other_shape: List[str] = field(default_factory=list)
+    """Tensors both hold, in different shapes."""
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.other_shape)
+
+    def describe(self) -> str:
+        """The mismatch in words, counted by part of the model: "18 tensor(s) of this model are not in the
+        checkpoint (discriminator: 18)"."""
+        parts = []
+        for keys, what in ((self.missing, "of this model are not in the checkpoint"),
+                           (self.unexpected, "of the checkpoint are not in this model"),
+                           (self.other_shape, "have another shape in the checkpoint")):
+            if keys:
+                groups = Counter(_group(key) for key in keys).most_common()
+                listed = ", ".join(f"{name}: {count}" for name, count in groups[:4])
+                more = f", {len(groups) - 4} more parts" if len(groups) > 4 else ""
+                parts.append(f"{len(keys)} tensor(s) {what} ({listed}{more})")
+        return "; ".join(parts)
+
+
+def compare_pipeline_state(checkpoint_state: Mapping[str, Any], pipeline_state: Mapping[str, Any]) -> StateMismatch:
+    """Which tensors of a checkpoint's ``pipeline`` entry a pipeline's ``state_dict()`` would not load as they are.
+    Entries that are not tensors (the modules' extra states) are left out: checkpoints of older versions of a
+    method lack some, and each module checks its own."""
+    loaded = {key[len("module."):] if key.startswith("module.") else key: value
+              for key, value in checkpoint_state.items() if isinstance(value, torch.Tensor)}
+    current = {key: value for key, value in pipeline_state.items() if isinstance(value, torch.Tensor)}
+    mismatch = StateMismatch(
+        missing=sorted(set(current) - set(loaded)), unexpected=sorted(set(loaded) - set(current))
+    )
+    for key in sorted(set(loaded) & set(current)):
+        if current[key].shape != loaded[key].shape:
+            mismatch.other_shape.append(key)
+    return mismatch

@@ -5,7 +5,8 @@ that names the file and the fix, not as a stack trace. Library code raises :clas
 an error reaches the top of a command (``ns-train``, ``ns-eval``, our own CLIs), the hook installed by
 :func:`install_excepthook` prints the paragraph and exits with status 1. Inside Python (tests, notebooks)
 it stays an ordinary exception. The hook also turns a checkpoint that nerfstudio's own loaders (``ns-eval``,
-``ns-viewer``, ``ns-render``) cannot decode into the same kind of paragraph, naming the file.
+``ns-viewer``, ``ns-render``) cannot decode, and a checkpoint folder they cannot list (empty, or holding other
+files), into the same kind of paragraph, naming the file or folder.
 """
 
 from __future__ import annotations
@@ -43,9 +44,44 @@ def format_error(err: BaseException) -> str:
     return f"\nmald-nerfstudio error:\n{body}\n"
 
 
+def _shorten(text: str, width: int) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``width`` characters (with "..." when cut)."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 4]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + " ..."
+
+
+def checkpoint_folder_problem(folder: Path) -> Optional[MaldInputError]:
+    """The paragraph for a run's checkpoint folder that nerfstudio's loaders (``eval_load_checkpoint``) cannot list,
+    or None when they can: it must exist and hold checkpoints only (nerfstudio reads every name in it as a step)."""
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    checkpoints = [n for n in names if n.startswith("step-") and n.endswith(".ckpt") and n[5:-5].isdigit()]
+    others = [n for n in names if n not in checkpoints]
+    if checkpoints and not others:
+        return None
+    if checkpoints:
+        return MaldInputError(
+            f"this run's checkpoint folder holds {len(others)} file(s) that are not checkpoints "
+            f"({', '.join(others[:5])}), and nerfstudio's loader reads every name in it as a step number",
+            folder,
+            "move those files out of the folder",
+        )
+    held = f"only {', '.join(others[:5])}" if others else ("it is empty" if folder.is_dir() else "it does not exist")
+    return MaldInputError(
+        f"this run's checkpoint folder holds no step-*.ckpt checkpoint ({held}): the run stopped before its first "
+        "save, or its checkpoints were moved",
+        folder,
+        "put the checkpoints back, or train the run again (ns-train saves one every --steps-per-save steps and at "
+        "the end)",
+    )
+
+
 def damaged_checkpoint_error(path: Path, err: BaseException) -> MaldInputError:
     """The paragraph for a checkpoint that cannot be loaded."""
-    reason = " ".join(str(err).split())[:300]
+    reason = _shorten(str(err), 300)
     return MaldInputError(
         f"this checkpoint cannot be loaded ({type(err).__name__}: {reason}); the file is damaged or incomplete, "
         "for example written by a run killed during a save before mald-nerfstudio saved atomically, or copied "
@@ -72,6 +108,27 @@ def _unreadable_checkpoint(exc: BaseException, tb) -> Optional[Path]:
     return None
 
 
+def _unlistable_checkpoint_folder(exc: BaseException, tb) -> Optional[Path]:
+    """The checkpoint folder nerfstudio's ``eval_load_checkpoint`` (``ns-eval``, ``ns-viewer``, ``ns-render``) failed
+    to list, if that is what ``exc`` is: an ``IndexError`` (no files) or a ``ValueError`` (a name that is not a step)
+    raised in that function (or the generator in it that parses the names)."""
+    if not isinstance(exc, (IndexError, ValueError)):
+        return None
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for index, frame in enumerate(frames):
+        code = frame.f_code
+        if code.co_name == "eval_load_checkpoint" and "nerfstudio" in code.co_filename and all(
+            inner.f_code.co_name == "<genexpr>" and inner.f_code.co_filename == code.co_filename
+            for inner in frames[index + 1 :]
+        ):
+            load_dir = getattr(frame.f_locals.get("config"), "load_dir", None)
+            return None if load_dir is None else Path(load_dir)
+    return None
+
+
 def _hook(exc_type, exc, tb, _previous=sys.excepthook):
     if isinstance(exc, (MaldInputError, MaldSetupError)):
         sys.stderr.write(format_error(exc))
@@ -80,6 +137,12 @@ def _hook(exc_type, exc, tb, _previous=sys.excepthook):
     checkpoint = _unreadable_checkpoint(exc, tb) if isinstance(exc, Exception) else None
     if checkpoint is not None:
         sys.stderr.write(format_error(damaged_checkpoint_error(checkpoint, exc)))
+        sys.stderr.flush()
+        return
+    folder = _unlistable_checkpoint_folder(exc, tb)
+    problem = checkpoint_folder_problem(folder) if folder is not None else None
+    if problem is not None:
+        sys.stderr.write(format_error(problem))
         sys.stderr.flush()
         return
     _previous(exc_type, exc, tb)

@@ -5,18 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from mald_nerfstudio.inpaint.base import NoInpainterConfig
 from mald_nerfstudio.inpaint.telea import TeleaInpainterConfig
+from mald_nerfstudio.method_configs.baselines import variant_config
 from mald_nerfstudio.method_configs.mald_nerf import mald_nerf_tiny_config
 from mald_nerfstudio.trainer import MaldTrainer, MaldTrainerConfig
 from nerfstudio.utils import writer
 
 
 def tiny_config(data: Path, out: Path, steps: int, edit: Optional[Callable[[MaldTrainerConfig], None]] = None,
-                num_test_views: Optional[int] = None) -> MaldTrainerConfig:
-    """mald-nerf-tiny for a test: CPU, tensorboard only, telea inpainter (fast), no eval during training, and the
-    paper's whole-mask inpainting before the first step (no warm-up, no visibility test) unless ``edit`` asks for
-    them (tests/pipeline/test_visibility.py does)."""
-    config = mald_nerf_tiny_config()
+                num_test_views: Optional[int] = None, method: str = "mald-nerf-tiny") -> MaldTrainerConfig:
+    """mald-nerf-tiny (or another ``-tiny`` method) for a test: CPU, tensorboard only, telea inpainter (fast; none
+    for a method without one), no eval during training, and the paper's whole-mask inpainting before the first step
+    (no warm-up, no visibility test) unless ``edit`` asks for them (tests/pipeline/test_visibility.py does)."""
+    config = mald_nerf_tiny_config() if method == "mald-nerf-tiny" else variant_config(method)
     config.pipeline.datamanager.data = data
     if num_test_views is not None:
         config.pipeline.datamanager.dataparser.num_test_views = num_test_views
@@ -25,7 +27,8 @@ def tiny_config(data: Path, out: Path, steps: int, edit: Optional[Callable[[Mald
     config.max_num_iterations = steps
     config.steps_per_eval_batch = 10_000
     config.steps_per_eval_image = 10_000
-    config.pipeline.inpainter = TeleaInpainterConfig()
+    if not isinstance(config.pipeline.inpainter, NoInpainterConfig):
+        config.pipeline.inpainter = TeleaInpainterConfig()
     config.pipeline.datamanager.train_num_rays_per_batch = 256
     config.pipeline.model.eval_num_rays_per_chunk = 4096
     config.logging.steps_per_log = 1

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from mald_nerfstudio.box_masks.box import Box
 from mald_nerfstudio.box_masks.scene import RECONSTRUCTION_JSON, SceneInput
+from mald_nerfstudio.errors import checkpoint_folder_problem
 
 RECON_EXPERIMENT, RECON_TIMESTAMP = "reconstruction", "run"
 """The reconstruction's run folder is OUT/reconstruction/<method>/run."""
@@ -141,9 +142,13 @@ def train_or_reuse(out_dir: Path, scene: SceneInput, scene_path: Path, settings:
 
 
 def load_reconstruction(config_path: Path):
-    """The reconstruction's pipeline in eval mode, loaded as ``ns-viewer`` loads a run."""
+    """The reconstruction's pipeline in eval mode, loaded as ``ns-viewer`` loads a run; a checkpoint folder that
+    loader cannot list (empty, or holding other files) is named in one paragraph first."""
     from nerfstudio.utils.eval_utils import eval_setup
 
+    problem = checkpoint_folder_problem(Path(config_path).parent / "nerfstudio_models")
+    if problem is not None:
+        raise problem
     _config, pipeline, _checkpoint, _step = eval_setup(Path(config_path), test_mode="inference")
     sampler = getattr(pipeline.model, "proposal_sampler", None)
     if sampler is not None:  # the end of the annealing a training callback runs, whatever the step count
