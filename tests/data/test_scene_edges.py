@@ -99,3 +99,56 @@ def test_lora_customisation_folders_skip_hidden_and_non_image_files(tmp_path, ca
     assert capsys.readouterr().out.count("Note: ignoring 5 hidden or non-image file(s)") == 2
 
 
+# --------------------------------------------------------------------------------- item 5: repeated frames
+@pytest.mark.parametrize("spelling", ["images/frame_01.png", "./images/frame_01.png", "../scene/images/frame_01.png",
+                                      "{root}/images/frame_01.png"])
+def test_a_frame_listed_twice_is_refused_naming_the_file_and_the_entries(tmp_path, spelling):
+    frames = [{"object_free": True}, {"mask": box_mask()}, {"mask": box_mask()}]
+    root = write_nerfstudio_scene(tmp_path / "scene", frames)
+    meta = json.loads((root / "transforms.json").read_text())
+    repeat = dict(meta["frames"][1], file_path=spelling.format(root=root))  # one image, however its path is spelt
+    meta["frames"] += [repeat, dict(repeat)]
+    (root / "transforms.json").write_text(json.dumps(meta))
+    err = parse_error(root)
+    assert_names_file_and_fix(err, root / "transforms.json")
+    assert "images/frame_01.png in frames [1], [3], [4]" in str(err), err
+    assert ("identical copies" in str(err)) == (spelling == "images/frame_01.png"), err
+
+
+def test_repeated_frames_with_different_poses_are_called_so(tmp_path):
+    root = write_nerfstudio_scene(tmp_path, [{"object_free": True}, {"mask": box_mask()}, {}])
+    meta = json.loads((root / "transforms.json").read_text())
+    moved = json.loads(json.dumps(meta["frames"][2]))
+    moved["transform_matrix"][0][3] += 0.5
+    meta["frames"].append(moved)
+    (root / "transforms.json").write_text(json.dumps(meta))
+    err = parse_error(root)
+    assert "images/frame_02.png in frames [2], [3] (entries that differ)" in str(err), err
+
+
+# ---------------------------------------------------------------------------------------- the user's commands
+def ns_train(data: Path, out: Path, *extra: str):
+    return run(
+        ["ns-train", "mald-nerf-tiny", "--data", str(data), "--output-dir", str(out), "--vis", "tensorboard",
+         "--machine.device-type", "cpu", "--max-num-iterations", "2", *extra],
+        cwd=out.parent, timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_ns_train_on_a_transforms_json_with_a_repeated_frame_refuses_in_one_paragraph(tmp_path):
+    data = write_nerfstudio_scene(tmp_path / "scene", [{"object_free": True}, {"mask": box_mask()}, {}])
+    meta = json.loads((data / "transforms.json").read_text())
+    meta["frames"].append(meta["frames"][1])
+    (data / "transforms.json").write_text(json.dumps(meta))
+    before = tree_digest(data)
+
+    result = ns_train(data, tmp_path / "out")
+
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "Traceback" not in result.stdout, result.stdout[-3000:]
+    paragraph = result.stdout.split("mald-nerfstudio error:", 1)[1].strip()
+    assert "\n\n" not in paragraph
+    assert str(data / "transforms.json") in paragraph and "frames [1], [3]" in " ".join(paragraph.split())
+    assert not list((tmp_path / "out").rglob("*.ckpt"))
+    assert tree_digest(data) == before
