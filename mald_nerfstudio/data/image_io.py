@@ -17,7 +17,7 @@ notes) are not views; :func:`note_ignored_files` says which ones were skipped, i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Tuple, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar
 
 import cv2
 import numpy as np
@@ -82,14 +82,33 @@ def _decode(path: Path, convert: Callable[[Image.Image], T], what: str, fix: str
         ) from None
 
 
+IMAGE_FIX = "replace it with a valid image (PNG or JPEG), or remove the view from the scene"
+
+TRANSPARENT_BELOW = 128
+"""Alpha (of 255) below which a pixel of a training image is not observed (see docs/decisions.md, "Data")."""
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to uint8 [H, W, 3] (grey is repeated, alpha is dropped)."""
-    return _decode(
-        Path(path),
-        lambda pil: np.asarray(pil.convert("RGB"), dtype=np.uint8),
-        "image",
-        "replace it with a valid image (PNG or JPEG), or remove the view from the scene",
-    )
+    """Decode an image file to uint8 [H, W, 3] (grey is repeated, alpha is dropped: see :func:`read_transparent`)."""
+    return _decode(Path(path), lambda pil: np.asarray(pil.convert("RGB"), dtype=np.uint8), "image", IMAGE_FIX)
+
+
+def _has_alpha(pil: Image.Image) -> bool:
+    return "A" in pil.getbands() or "a" in pil.getbands() or "transparency" in pil.info
+
+
+def read_transparent(path: Path) -> Optional[np.ndarray]:
+    """Bool [H, W]: the pixels of an image that are less than half opaque (alpha < :data:`TRANSPARENT_BELOW`);
+    None when the file has no alpha channel or transparent colour (then nothing is decoded)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as pil:  # reads the header only
+            if not _has_alpha(pil):
+                return None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        pass  # reported with the file's name by _decode
+    alpha = _decode(path, lambda pil: np.asarray(pil.convert("RGBA"), dtype=np.uint8)[..., 3], "image", IMAGE_FIX)
+    return alpha < TRANSPARENT_BELOW
 
 
 MASK_FIX = "write the mask as a PNG of the same size as its image, 0 (or black) outside the object and 1 or 255 on it"

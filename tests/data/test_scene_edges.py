@@ -126,6 +126,57 @@ def test_repeated_frames_with_different_poses_are_called_so(tmp_path):
     assert "images/frame_02.png in frames [2], [3] (entries that differ)" in str(err), err
 
 
+# -------------------------------------------------------------------------------- item 6: RGBA training views
+def test_transparent_training_pixels_join_the_mask_and_are_never_sampled_as_observed(tmp_path, capsys):
+    root = scene(tmp_path)
+    view = root / "images_4" / "img_003.png"  # training view 1 (views 0 and 1 are object-free)
+    alpha = np.full((HEIGHT, WIDTH), 255, np.uint8)
+    alpha[:4] = 0  # fully transparent rows
+    alpha[5, :] = 127  # less than half opaque: not observed either
+    alpha[6, :] = 128  # at least half opaque: observed, colour as stored
+    write_rgba(view, alpha)
+    write_rgba(root / "images_4" / "img_000.png", alpha)  # an evaluation view: alpha is dropped, no mask added
+    before = tree_digest(root)
+    capsys.readouterr()
+
+    dm = make_datamanager(root)
+
+    transparent = torch.from_numpy(alpha < 128)
+    assert torch.equal(dm.masks[1], torch.from_numpy(box_mask().astype(bool)) | transparent)
+    assert torch.equal(dm.masks[0], torch.from_numpy(box_mask().astype(bool)))  # an opaque training view
+    pools = PixelPools.from_masks(dm.masks)
+    observed = pools.unravel(pools.observed)
+    in_view = observed[observed[:, 0] == 1]
+    assert not transparent[in_view[:, 1], in_view[:, 2]].any()
+    assert (in_view[:, 1] == 6).sum() == WIDTH  # row 6 (alpha 128, outside the box) is observed in full
+    assert torch.equal(dm.originals[1], torch.from_numpy(read_rgb(view)))  # colour kept, never written
+    assert not dm.eval_dataset.inpaint_mask(0).any() and dm.eval_dataset.transparent_pixels(0) is None
+    note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Note:")]
+    assert len(note) == 1 and f"Note: {5 * WIDTH} pixels" in note[0] and "1 training view(s)" in note[0], note
+    assert tree_digest(root) == before
+
+
+def test_training_view_almost_all_transparent_is_refused_naming_the_image(tmp_path):
+    root = scene(tmp_path)
+    view = root / "images_4" / "img_004.png"
+    alpha = np.zeros((HEIGHT, WIDTH), np.uint8)
+    alpha[-1, :] = 255  # 1 row of 30 observed, minus the mask: >= 95 % unobserved
+    write_rgba(view, alpha)
+    err = parse_error(root)
+    assert_names_file_and_fix(err, view)
+    assert "transparent" in str(err) and "without transparency" in err.fix
+
+
+def test_a_scene_whose_only_unobserved_pixels_are_transparent_trains(tmp_path):
+    # No object is marked, but transparent pixels were not seen: there is something to inpaint, so no refusal.
+    root = scene(tmp_path, masks={i: np.zeros((HEIGHT, WIDTH), np.uint8) for i in range(2, 6)})
+    alpha = np.full((HEIGHT, WIDTH), 255, np.uint8)
+    alpha[:3, :5] = 0
+    write_rgba(root / "images_4" / "img_002.png", alpha)
+    outputs = MaldDataParserConfig(data=root).setup().get_dataparser_outputs("train")
+    assert InpaintDataset(outputs).inpaint_mask(0).sum() == 15
+
+
 # ---------------------------------------------------------------------------------------- the user's commands
 def ns_train(data: Path, out: Path, *extra: str):
     return run(
@@ -133,6 +184,29 @@ def ns_train(data: Path, out: Path, *extra: str):
          "--machine.device-type", "cpu", "--max-num-iterations", "2", *extra],
         cwd=out.parent, timeout=300,
     )
+
+
+@pytest.mark.slow
+def test_ns_train_on_a_scene_with_os_leftovers_and_an_rgba_view_trains_and_says_what_it_skipped(demo_scene, tmp_path):
+    data = tmp_path / "scene"
+    shutil.copytree(demo_scene, data)
+    label = data / "images" / "label"
+    add_leftovers(label, sorted(label.glob("*.png"))[0].name)
+    views = sorted((data / "images").glob("*.png"))
+    height, width = read_rgb(views[-1]).shape[:2]
+    alpha = np.full((height, width), 255, np.uint8)
+    alpha[: height // 4] = 0
+    write_rgba(views[-1], alpha)  # the last view is a training view (the first ones are object-free)
+    before = tree_digest(data)
+
+    result = ns_train(data, tmp_path / "out")
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Traceback" not in result.stdout
+    assert f"Note: ignoring 5 hidden or non-image file(s) in {label}:" in result.stdout, result.stdout[-3000:]
+    assert f"Note: {(height // 4) * width} pixels" in result.stdout, result.stdout[-3000:]
+    assert list((tmp_path / "out").rglob("step-*.ckpt"))
+    assert tree_digest(data) == before  # nothing written into the scene, the RGBA original untouched
 
 
 @pytest.mark.slow
