@@ -177,6 +177,26 @@ def test_a_scene_whose_only_unobserved_pixels_are_transparent_trains(tmp_path):
     assert InpaintDataset(outputs).inpaint_mask(0).sum() == 15
 
 
+# -------------------------------------------------------------------- item 8: a file where a folder is expected
+def test_data_pointing_at_a_file_of_the_scene_says_file_and_names_the_folder(tmp_path):
+    root = scene(tmp_path)
+    err = parse_error(root / "poses_bounds.npy")
+    assert_names_file_and_fix(err, root / "poses_bounds.npy")
+    assert "names a file" in str(err)
+    assert "in this folder" not in str(err) and f"--data {root}" in err.fix
+
+
+def test_load_dir_pointing_at_a_checkpoint_file_says_file_and_how_to_load_it(tmp_path):
+    checkpoint = tmp_path / "nerfstudio_models" / "step-000000010.ckpt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"not loaded")
+    with pytest.raises(MaldInputError) as info:
+        read_resume_checkpoint(checkpoint, None, None)
+    assert_names_file_and_fix(info.value, checkpoint)
+    assert "in this folder" not in str(info.value)
+    assert f"--load-checkpoint {checkpoint}" in info.value.fix and f"--load-dir {checkpoint.parent}" in info.value.fix
+
+
 # ---------------------------------------------------------------------------------------- the user's commands
 def ns_train(data: Path, out: Path, *extra: str):
     return run(
