@@ -90,6 +90,12 @@ def read_resume_checkpoint(
         if load_checkpoint is None:
             return None, None
         return Path(load_checkpoint), read_checkpoint(Path(load_checkpoint))
+    if Path(load_dir).is_file():
+        raise MaldInputError(
+            "--load-dir names a file, but it takes the folder of a run's checkpoints",
+            load_dir,
+            f"pass --load-dir {Path(load_dir).parent}, or resume from this file with --load-checkpoint {load_dir}",
+        )
     if load_step is not None:
         path = Path(load_dir) / f"step-{load_step:09d}.ckpt"
         return path, read_checkpoint(path)

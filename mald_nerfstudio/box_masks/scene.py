@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+from mald_nerfstudio.data.image_io import list_images
 from mald_nerfstudio.data.llff_poses import far_depth_scale, load_poses_bounds
-from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig, list_images
+from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
 from mald_nerfstudio.errors import MaldInputError
 
 RECONSTRUCTION_JSON = "reconstruction.json"

@@ -82,6 +82,15 @@ class MaldDataParser(DataParser):
             )
         if not data.exists():
             raise MaldInputError("scene folder not found", data, "check the --data path")
+        if data.is_file():
+            holds = [n for n in ("transforms.json", "poses_bounds.npy") if (data.parent / n).is_file()]
+            raise MaldInputError(
+                "--data names a file, but it takes a scene folder (or the scene's transforms.json)",
+                data,
+                f"pass the folder that holds {holds[0]}: --data {data.parent}"
+                if holds
+                else "point --data at a scene folder in one of the layouts of README.md, 'Data layouts'",
+            )
         raise MaldInputError(
             "neither transforms.json (nerfstudio format) nor poses_bounds.npy (SPIn-NeRF / LLFF layout) is in this "
             "folder",

@@ -92,13 +92,18 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
                 "training views have different image sizes", self.config.dataparser.data, "resize them to one size"
             )
         originals, masks = [], []
+        transparent_pixels = transparent_views = 0
         with Progress(
             TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
         ) as progress:
             task = progress.add_task("[green]Loading training views", total=len(dataset))
             for i in range(len(dataset)):
                 originals.append(dataset.original_image(i))
-                masks.append(dataset.inpaint_mask(i))
+                masks.append(dataset.inpaint_mask(i))  # holds the view's transparent pixels
+                transparent = dataset.transparent_pixels(i)
+                if transparent is not None and transparent.any():
+                    transparent_pixels += int(transparent.sum())
+                    transparent_views += 1
                 progress.advance(task)
         self.originals = torch.stack(originals).to(self.device)
         self.masks = torch.stack(masks).to(self.device)
@@ -121,6 +126,13 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             f"Training views: {len(dataset)} ({int(self.views_with_masks().numel())} with a mask), "
             f"{self.masks.float().mean().item():.1%} of training pixels to inpaint."
         )
+        if transparent_pixels:
+            CONSOLE.print(
+                f"Note: {transparent_pixels} pixels ({transparent_pixels / self.masks.numel():.1%} of training pixels) "
+                f"in {transparent_views} training view(s) are transparent (alpha below half): they count as not "
+                "observed and are inpainted with the masked region; their stored colour is never trained on.",
+                soft_wrap=True,
+            )
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
 

@@ -5,6 +5,10 @@ views the datamanager attaches the buffer of current inpainted images (:meth:`In
 from then on ``dataset[i]["image"]`` is the current inpainted view, so everything that reads the dataset (the
 viewer's camera thumbnails, for instance) shows what the NeRF is being trained towards. Evaluation views keep
 their files: they are the object-free ground truth.
+
+A training image with an alpha channel was not observed where it is transparent (alpha below half): those pixels
+join its inpainting mask, so they are inpainted and their stored colour is never trained on (see
+docs/decisions.md, "Data"). Otherwise alpha is dropped, as it is in the evaluation views.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from torch import Tensor
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
-from mald_nerfstudio.data.image_io import read_rgb
+from mald_nerfstudio.data.image_io import read_rgb, read_transparent
 from mald_nerfstudio.data.inpaint_metadata import OBJECT_FREE_KEY, load_view_mask, masks_of
 
 
@@ -47,12 +51,23 @@ class InpaintDataset(InputDataset):
         """The view as stored on disk, uint8 [H, W, 3]."""
         return torch.from_numpy(read_rgb(self._dataparser_outputs.image_filenames[image_idx]))
 
+    def transparent_pixels(self, image_idx: int) -> Optional[Tensor]:
+        """Bool [H, W]: the pixels of a training view's image that are less than half opaque; None for an image
+        without alpha and for evaluation views."""
+        if self.object_free:
+            return None
+        transparent = read_transparent(self._dataparser_outputs.image_filenames[image_idx])
+        return None if transparent is None else torch.from_numpy(transparent)
+
     def inpaint_mask(self, image_idx: int) -> Tensor:
-        """Bool [H, W] inpainting mask of a view (all False when it has none)."""
+        """Bool [H, W] inpainting mask of a view (all False when it has none); a training view's transparent pixels
+        are part of it."""
         height = int(self.cameras.height[image_idx])
         width = int(self.cameras.width[image_idx])
         path = self.mask_files[image_idx] if self.mask_files else None
-        return torch.from_numpy(load_view_mask(path, (height, width), self.mask_spec))
+        mask = torch.from_numpy(load_view_mask(path, (height, width), self.mask_spec))
+        transparent = self.transparent_pixels(image_idx)
+        return mask if transparent is None else mask | transparent
 
     def get_data(self, image_idx: int, image_type: Literal["uint8", "float32"] = "float32") -> Dict:
         data = super().get_data(image_idx, image_type)

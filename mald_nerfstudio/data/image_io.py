@@ -8,20 +8,62 @@ the file has an alpha channel that is not constant, its alpha. The object is eve
 half the mask's brightest level, which reads 0/1, 0/100, 0/255 and 16-bit 0/65535 masks alike and ignores JPEG
 noise around 0. A file that is not a two-level mask (a photo, a depth map, a soft matte) is refused with the
 levels found.
+
+Folders of images and masks are listed with :func:`list_images`: files whose name starts with ``.`` (macOS's
+``.DS_Store`` and ``._*`` resource forks) and files without an image suffix (``Thumbs.db``, ``desktop.ini``,
+notes) are not views; :func:`note_ignored_files` says which ones were skipped, in one line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Tuple, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from nerfstudio.utils.rich_utils import CONSOLE
+
 from mald_nerfstudio.errors import MaldInputError
 
 T = TypeVar("T")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+"""File suffixes (any case) read as images and masks."""
+
+
+def is_image_file(path: Path) -> bool:
+    """A file read as an image or mask: an image suffix and not hidden (a name starting with '.')."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder: Path) -> List[Path]:
+    """The images of a folder (by suffix, any case; hidden files left out), sorted by file name."""
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
+
+
+def ignored_files(folder: Path) -> List[Path]:
+    """The files of a folder that :func:`list_images` leaves out (hidden or not images), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not is_image_file(p))
+
+
+def _printable(name: str) -> str:
+    """A file name fit for one line of output (macOS's "Icon\\r" holds a carriage return)."""
+    return "".join(c if c.isprintable() else "?" for c in name)
+
+
+def note_ignored_files(folder: Path) -> None:
+    """Print one line naming the hidden and non-image files of ``folder`` that are skipped (nothing if none)."""
+    folder = Path(folder)
+    skipped = ignored_files(folder) if folder.is_dir() else []
+    if skipped:
+        names = ", ".join(_printable(p.name) for p in skipped[:5])
+        names += f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        CONSOLE.print(
+            f"Note: ignoring {len(skipped)} hidden or non-image file(s) in {folder}: {names}.",
+            markup=False, highlight=False, soft_wrap=True,
+        )
 
 
 def _decode(path: Path, convert: Callable[[Image.Image], T], what: str, fix: str) -> T:
@@ -40,14 +82,33 @@ def _decode(path: Path, convert: Callable[[Image.Image], T], what: str, fix: str
         ) from None
 
 
+IMAGE_FIX = "replace it with a valid image (PNG or JPEG), or remove the view from the scene"
+
+TRANSPARENT_BELOW = 128
+"""Alpha (of 255) below which a pixel of a training image is not observed (see docs/decisions.md, "Data")."""
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to uint8 [H, W, 3] (grey is repeated, alpha is dropped)."""
-    return _decode(
-        Path(path),
-        lambda pil: np.asarray(pil.convert("RGB"), dtype=np.uint8),
-        "image",
-        "replace it with a valid image (PNG or JPEG), or remove the view from the scene",
-    )
+    """Decode an image file to uint8 [H, W, 3] (grey is repeated, alpha is dropped: see :func:`read_transparent`)."""
+    return _decode(Path(path), lambda pil: np.asarray(pil.convert("RGB"), dtype=np.uint8), "image", IMAGE_FIX)
+
+
+def _has_alpha(pil: Image.Image) -> bool:
+    return "A" in pil.getbands() or "a" in pil.getbands() or "transparency" in pil.info
+
+
+def read_transparent(path: Path) -> Optional[np.ndarray]:
+    """Bool [H, W]: the pixels of an image that are less than half opaque (alpha < :data:`TRANSPARENT_BELOW`);
+    None when the file has no alpha channel or transparent colour (then nothing is decoded)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as pil:  # reads the header only
+            if not _has_alpha(pil):
+                return None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        pass  # reported with the file's name by _decode
+    alpha = _decode(path, lambda pil: np.asarray(pil.convert("RGBA"), dtype=np.uint8)[..., 3], "image", IMAGE_FIX)
+    return alpha < TRANSPARENT_BELOW
 
 
 MASK_FIX = "write the mask as a PNG of the same size as its image, 0 (or black) outside the object and 1 or 255 on it"

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from mald_nerfstudio.data.image_io import read_mask, read_rgb
+from mald_nerfstudio.data.image_io import read_mask, read_rgb, read_transparent
 from mald_nerfstudio.data.masks import check_coverage, dilate
 from mald_nerfstudio.errors import MaldInputError
 
@@ -56,7 +56,9 @@ def check_scene_images(
     scene: Path,
 ) -> None:
     """Decode every image and mask once: readable, one image size per scene, masks fit and leave enough observed,
-    and at least one training view has something to inpaint (``scene`` is named when none has)."""
+    and at least one training view has something to inpaint (``scene`` is named when none has). A training image's
+    transparent pixels count as masked (not observed), as :class:`~mald_nerfstudio.data.dataset.InpaintDataset`
+    treats them."""
     first_hw: Optional[Tuple[int, int]] = None
     first_name = ""
     train_masks = nonempty_train_masks = 0
@@ -75,12 +77,16 @@ def check_scene_images(
                     image_path,
                     "resize or remove the odd view",
                 )
-            if mask_path is not None:
-                mask = load_view_mask(mask_path, hw, spec)
-                if train:
+            mask = load_view_mask(mask_path, hw, spec)
+            if train:
+                if mask_path is not None:
                     check_coverage(mask, Path(mask_path), spec.max_fraction)
-                    train_masks += 1
-                    nonempty_train_masks += int(mask.any())
+                transparent = read_transparent(image_path)
+                if transparent is not None and transparent.any():
+                    mask = mask | transparent  # not observed: inpainted like the mask (see InpaintDataset)
+                    check_transparent_coverage(mask, transparent, Path(image_path), spec.max_fraction)
+                train_masks += int(mask_path is not None)
+                nonempty_train_masks += int(mask.any())
             progress.advance(task)
     if nonempty_train_masks == 0:
         found = (
@@ -93,6 +99,20 @@ def check_scene_images(
             scene,
             "give each training view a mask that marks the object to remove (any nonzero value, colour or alpha; see "
             "README.md, 'Data layouts'), or train plain nerfacto if there is nothing to remove",
+        )
+
+
+def check_transparent_coverage(unobserved: np.ndarray, transparent: np.ndarray, image: Path, limit: float) -> None:
+    """Reject a training view whose transparent pixels and mask together (``unobserved``) leave almost nothing
+    observed; ``limit`` is the largest unobserved fraction allowed (the mask limit)."""
+    fraction = float(unobserved.mean())
+    if fraction >= limit:
+        raise MaldInputError(
+            f"{transparent.mean():.0%} of this image is transparent (alpha below half, so not observed) and with its "
+            f"inpainting mask {fraction:.0%} of it is unobserved (limit {limit:.0%}); too little of the view "
+            "is observed to reconstruct the scene around the hole",
+            image,
+            "save the image without transparency (flattened onto its background), or remove the view from the scene",
         )
 
 

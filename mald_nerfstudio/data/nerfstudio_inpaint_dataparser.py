@@ -15,6 +15,7 @@ masked metrics). If the file instead lists ``train_filenames`` / ``test_filename
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Type
@@ -74,6 +75,7 @@ class InpaintNerfstudioDataParser(Nerfstudio):
         if not frames:
             raise MaldInputError("no frames listed", json_path, "list the views under \"frames\"")
         data_dir = json_path.parent
+        check_no_repeated_frames(frames, data_dir, json_path)
         for frame in frames:
             matrix = np.asarray(frame.get("transform_matrix", []), dtype=np.float64)
             if matrix.shape not in ((4, 4), (3, 4)) or not np.isfinite(matrix).all():
@@ -139,3 +141,28 @@ class InpaintNerfstudioDataParser(Nerfstudio):
             mask_filenames=[outputs.mask_filenames[i] for i in selected] if outputs.mask_filenames else None,
             metadata=metadata,
         )
+
+
+def check_no_repeated_frames(frames: List[Dict], data_dir: Path, json_path: Path) -> None:
+    """Refuse a transforms.json that lists one image under several frames (see docs/decisions.md, "Data")."""
+    entries: Dict[str, List[int]] = {}
+    for index, frame in enumerate(frames):
+        if "file_path" in frame:
+            entries.setdefault(os.path.normpath(data_dir / str(frame["file_path"])), []).append(index)
+    repeated = [(frames[idx[0]]["file_path"], idx) for idx in entries.values() if len(idx) > 1]
+    if not repeated:
+        return
+    described = []
+    for file_path, idx in repeated[:3]:
+        same = all(frames[i] == frames[idx[0]] for i in idx)
+        kind = "identical copies" if same else "entries that differ"
+        described.append(f"{file_path} in frames {', '.join(f'[{i}]' for i in idx)} ({kind})")
+    more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+    raise MaldInputError(
+        f"{len(repeated)} image(s) are listed more than once under \"frames\": {'; '.join(described)}{more}. Each "
+        "entry would be trained on and inpainted as a view of its own, and entries that differ give one image two "
+        "poses",
+        json_path,
+        "keep one entry per image (the one with the right transform_matrix) and delete the others; the file may have "
+        "been merged from two captures",
+    )

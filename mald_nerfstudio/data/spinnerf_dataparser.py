@@ -29,13 +29,10 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from mald_nerfstudio.data.image_io import read_rgb
+from mald_nerfstudio.data.image_io import list_images, note_ignored_files, read_rgb
 from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec, check_scene_images, inpaint_metadata
 from mald_nerfstudio.data.llff_poses import far_depth_scale, load_poses_bounds
 from mald_nerfstudio.errors import MaldInputError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
 
 @dataclass
 class SpinNerfDataParserConfig(DataParserConfig):
@@ -130,17 +127,21 @@ class SpinNerfDataParser(DataParser):
             )
         poses = load_poses_bounds(Path(self.config.data) / "poses_bounds.npy", names)
         label_dir = image_dir / "label"
+        if not self._checked:  # .DS_Store, Thumbs.db, notes: said once, then left alone
+            note_ignored_files(image_dir)
+            note_ignored_files(label_dir)
         is_train = np.arange(len(files)) >= k
         spec = InpaintMaskSpec(
             dilation_kernel=self.config.mask_dilation_kernel,
             dilation_iterations=self.config.mask_dilation_iterations,
             max_fraction=self.config.max_mask_fraction,
         )
+        label_files = list_images(label_dir) if label_dir.is_dir() else []
         mask_files: List[Optional[Path]] = []
         for name, train in zip(names, is_train):
             candidate = label_dir / name
             if not candidate.exists():
-                same_stem = sorted(label_dir.glob(Path(name).stem + ".*")) if label_dir.is_dir() else []
+                same_stem = [p for p in label_files if p.stem == Path(name).stem]
                 candidate = same_stem[0] if same_stem else candidate
             if candidate.exists():
                 mask_files.append(candidate)
@@ -156,7 +157,7 @@ class SpinNerfDataParser(DataParser):
                 mask_files.append(None)
         if label_dir.is_dir():
             stems = {Path(n).stem for n in names}
-            orphans = [p.name for p in sorted(label_dir.iterdir()) if p.is_file() and p.stem not in stems]
+            orphans = [p.name for p in label_files if p.stem not in stems]
             if orphans:
                 raise MaldInputError(
                     f"{len(orphans)} mask(s) have no image of the same name ({', '.join(orphans[:5])}): the images, "
@@ -213,8 +214,3 @@ class SpinNerfDataParser(DataParser):
             dataparser_transform=transform,
             metadata=inpaint_metadata([mask_files[i] for i in indices], spec, object_free=split != "train"),
         )
-
-
-def list_images(folder: Path) -> List[Path]:
-    """The images of a folder (by suffix, any case), sorted by file name: the order poses_bounds.npy follows."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

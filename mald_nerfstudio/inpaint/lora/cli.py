@@ -10,13 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mald_nerfstudio.data.image_io import binarize_mask, mask_levels, read_rgb
+from mald_nerfstudio.data.image_io import binarize_mask, list_images, mask_levels, note_ignored_files, read_rgb
 from mald_nerfstudio.errors import MaldInputError
 from mald_nerfstudio.inpaint.ldm import LDMInpainterConfig
 from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig, customize
-
-#: File suffixes read as images.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def read_scene_folders(images_dir: Path, masks_dir: Path) -> Tuple[Tensor, Tensor, List[str]]:
@@ -27,9 +24,11 @@ def read_scene_folders(images_dir: Path, masks_dir: Path) -> Tuple[Tensor, Tenso
     for folder in (images_dir, masks_dir):
         if not folder.is_dir():
             raise MaldInputError("folder not found", path=folder, fix="pass existing --images and --masks folders")
-    image_files = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    image_files = list_images(images_dir)  # hidden files (.DS_Store, ._*) and non-images are skipped with a note
     if not image_files:
-        raise MaldInputError("no PNG/JPEG images in the images folder", path=images_dir)
+        raise MaldInputError("no images (PNG, JPEG, ...) in the images folder", path=images_dir)
+    note_ignored_files(images_dir)
+    note_ignored_files(masks_dir)
     images, masks = [], []
     for image_file in image_files:
         candidates = [masks_dir / image_file.name, masks_dir / f"{image_file.stem}.png"]
