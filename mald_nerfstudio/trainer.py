@@ -2,11 +2,12 @@
 
 Each iteration:
 
-1. reconstruction: the observed rays are rendered and nerfacto's losses (pixel, interlevel, distortion) update
-   every parameter group except the discriminator's;
-2. inpainting: the mask patches are rendered with the updated field and the adversarial and feature-matching
-   losses (the discriminator frozen) update the same groups, with their own gradient scaler. With the pipeline's
-   ``separate_inpainting_step`` off, 1 and 2 are one forward pass and one step on the summed losses;
+1. the NeRF step: by default one forward pass over the observed rays and the mask patches, and one step on the sum
+   of nerfacto's losses (pixel, interlevel, distortion: observed rays only) and the adversarial and feature-matching
+   losses (patches, the discriminator frozen), for every parameter group except the discriminator's. With the
+   pipeline's ``separate_inpainting_step`` on (the spec's form), a reconstruction step on the observed rays, then
+   the patches rendered with the updated field for an inpainting step with its own gradient scaler: two optimizer
+   steps per iteration, which a comparison at one budget counts (docs/decisions.md);
 3. discriminator update: the discriminator's loss on the detached renders and the inpainted patches (plus the
    R1 penalty) updates the discriminator's parameter group only.
 

@@ -62,7 +62,7 @@ CONSOLE = Console(width=120)
 
 PRESETS: Dict[str, Dict] = {
     "cpu": dict(
-        methods=("mald-nerf-tiny", "mald-nerf-visibility-tiny", "mald-nerf-summed-step-tiny", "mald-nerf-no-adv-l1-tiny",
+        methods=("mald-nerf-tiny", "mald-nerf-visibility-tiny", "mald-nerf-two-step-tiny", "mald-nerf-no-adv-l1-tiny",
                  "nerfacto-masked-tiny"),
         optimizer_steps=1200,
         max_num_iterations=None,

@@ -62,7 +62,7 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     """Iterative dataset update: schedule and noise strengths."""
     visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
     """Visibility-aware inpainting: fill only what no training view saw, reconstruct the rest (needs a warm-up)."""
-    separate_inpainting_step: bool = True
+    separate_inpainting_step: bool = False
     """Reconstruction and inpainting as two NeRF steps per iteration (the spec's form); off: one summed step."""
 
     def nerf_steps_per_iteration(self) -> int:

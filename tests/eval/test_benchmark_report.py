@@ -67,26 +67,26 @@ def test_every_method_gets_the_same_number_of_nerf_optimizer_steps(tmp_path):
     """Two NeRF steps per iteration (reconstruction, inpainting) run half the iterations of one summed step, and the
     dataset-update schedule, given in optimizer steps, is converted the same way."""
     bench = Benchmark(preset="cpu", output_dir=tmp_path)
-    assert bench.iterations("mald-nerf-tiny") == (600, 2)
-    assert bench.iterations("mald-nerf-no-adv-l1-tiny") == (600, 2)
-    assert bench.iterations("mald-nerf-summed-step-tiny") == (1200, 1)
+    assert bench.iterations("mald-nerf-two-step-tiny") == (600, 2)
+    assert bench.iterations("mald-nerf-tiny") == (1200, 1)
+    assert bench.iterations("mald-nerf-no-adv-l1-tiny") == (1200, 1)
     assert bench.iterations("nerfacto-masked-tiny") == (1200, 1)
 
     def flag(command, name):
         return int(command[command.index(name) + 1])
 
-    two = bench._train_command(tmp_path, "mald-nerf-tiny", tmp_path / "a")
-    one = bench._train_command(tmp_path, "mald-nerf-summed-step-tiny", tmp_path / "b")
+    two = bench._train_command(tmp_path, "mald-nerf-two-step-tiny", tmp_path / "a")
+    one = bench._train_command(tmp_path, "mald-nerf-tiny", tmp_path / "b")
     assert flag(two, "--max-num-iterations") == 600 and flag(one, "--max-num-iterations") == 1200
     assert flag(two, "--pipeline.dataset-update.update-every") == 50
     assert flag(one, "--pipeline.dataset-update.update-every") == 100
     assert flag(one, "--pipeline.dataset-update.warmup-steps") == 300  # the warm-up, in optimizer steps too
     visibility = bench._train_command(tmp_path, "mald-nerf-visibility-tiny", tmp_path / "c")
-    assert flag(visibility, "--pipeline.dataset-update.warmup-steps") == 150
+    assert flag(visibility, "--pipeline.dataset-update.warmup-steps") == 300
     assert flag(one, "--pipeline.dataset-update.first-update-step") == 2 * flag(
         two, "--pipeline.dataset-update.first-update-step")
     # A summed step asked for on the command line counts as one step per iteration.
-    summed = Benchmark(preset="cpu", output_dir=tmp_path, extra_args=("--pipeline.separate-inpainting-step", "False"))
-    assert summed.iterations("mald-nerf-tiny") == (1200, 1)
+    two_steps = Benchmark(preset="cpu", output_dir=tmp_path, extra_args=("--pipeline.separate-inpainting-step", "True"))
+    assert two_steps.iterations("mald-nerf-tiny") == (600, 2)
     # The old form (the same iterations for everyone) is still there, named as such.
     assert Benchmark(preset="cpu", max_num_iterations=5).iterations("nerfacto-masked-tiny") == (5, 1)
