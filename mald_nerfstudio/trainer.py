@@ -8,7 +8,7 @@ Each iteration:
    pipeline's ``separate_inpainting_step`` on (the spec's form), a reconstruction step on the observed rays, then
    the patches rendered with the updated field for an inpainting step with its own gradient scaler: two optimizer
    steps per iteration, which a comparison at one budget counts (docs/decisions.md);
-3. discriminator update: the discriminator's loss on the detached renders and the inpainted patches (plus the
+2. discriminator update: the discriminator's loss on the detached renders and the inpainted patches (plus the
    R1 penalty) updates the discriminator's parameter group only.
 
 Each step has its own gradient scaler (nerfstudio's for the NeRF, one more for the discriminator), so an overflow
