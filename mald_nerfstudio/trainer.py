@@ -1,4 +1,4 @@
-"""The mald-nerf trainer: nerfstudio's Trainer with MALD-NeRF's three-step iteration.
+"""The mald-nerf trainer: nerfstudio's Trainer with MALD-NeRF's NeRF step(s) and discriminator step per iteration.
 
 Each iteration:
 
