@@ -16,17 +16,18 @@ a user gets from the same commands. Outputs, under ``--output-dir``:
 
 Presets:
 
-* ``cpu``: three generated demo scenes at half resolution (``demo-seed0``, the demo; ``demo-hidden``, a larger
+* ``cpu``: four generated demo scenes at half resolution (``demo-seed0``, the demo; ``demo-hidden``, a larger
   ball seen from a small camera disc, so almost none of the hole is observed by any training view; ``demo-seen``,
-  a wide camera disc, so much of the hole is observed from other views), the CPU-sized methods with the exemplar
-  inpainter (mald-nerf-tiny, its summed-step form, the pixel-loss baseline without adversarial loss, and nerfacto
-  on the observed pixels only), 1200 NeRF optimizer steps each (600 iterations of mald-nerf-tiny); about 80 minutes
-  on 2 CPU cores. The parser dilates the masks by one 5x5 iteration (``--mask-dilation-iterations 1``, about 2 px):
+  a wide camera disc, so much of the hole is observed from other views; ``demo-mostly-seen``, a small ball and the
+  widest disc, two thirds of the hole observed), the CPU-sized methods with the exemplar
+  inpainter (mald-nerf-tiny, its visibility-aware and two-step forms, the pixel-loss baseline without adversarial
+  loss, and nerfacto on the observed pixels only), 1200 NeRF optimizer steps each (1200 iterations of
+  mald-nerf-tiny, 600 of the two-step form); about 2 hours on 2 CPU cores. The parser dilates the masks by one 5x5 iteration (``--mask-dilation-iterations 1``, about 2 px):
   the generated masks are exact silhouettes (+2 px), and SPIn-NeRF's 5 iterations, meant for hand-drawn masks,
   would add about 10 px around a hole in a 160x120 image.
 * ``spinnerf``: the SPIn-NeRF dataset on a GPU (pass the scene folders with ``--scenes``): mald-nerf and the
-  baselines at factor 4 with 40 object-free test views, 60k NeRF optimizer steps each (mald-nerf's 30k
-  iterations). Needs the LDM, LPIPS and Inception weights (see README).
+  baselines at factor 4 with 40 object-free test views, 30k NeRF optimizer steps each (mald-nerf's 30k
+  iterations of one summed step; a two-step method runs 15k). Needs the LDM, LPIPS and Inception weights (see README).
 
 Finished runs are reused, so an interrupted benchmark continues where it stopped.
 
@@ -81,7 +82,7 @@ PRESETS: Dict[str, Dict] = {
     ),
     "spinnerf": dict(
         methods=("mald-nerf", "spinnerf-style", "inpaintnerf360-style", "nerfacto-masked", "mald-nerf-no-custom"),
-        optimizer_steps=60000,
+        optimizer_steps=30000,
         max_num_iterations=None,
         update_schedule=None,
         downscale_factor=4,
