@@ -1,8 +1,8 @@
 """Benchmark runner: trains each chosen method on each chosen scene with the same budget and scores it.
 
 The budget is a number of NeRF optimizer steps, the same for every method: a method that takes two steps per
-iteration (mald-nerf's reconstruction step and inpainting step) runs half as many iterations as one that takes one
-(nerfacto-masked, the summed-step form); the dataset-update schedule is given in optimizer steps too and converted
+iteration (mald-nerf-two-step's reconstruction and inpainting steps) runs half as many iterations as one that takes
+one (nerfacto-masked, mald-nerf's summed step); the dataset-update schedule is given in optimizer steps too and converted
 the same way. Each run's iterations and optimizer steps are in ``results.json`` and the tables.
 
 Every run is a real ``ns-train`` followed by ``ns-eval`` on the scene's object-free views, so the numbers are what
