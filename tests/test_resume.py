@@ -209,6 +209,15 @@ def test_checkpoint_of_another_scene_is_refused_naming_both_scenes(demo_scene, t
     assert f"resume with --data {other}" in message and _no_run_folder(config)
 
 
+@pytest.fixture
+def ctrl_c_answered():
+    """Python's Ctrl-C handler in this process for the test, also when pytest was started in the background by a
+    non-interactive shell (SIGINT ignored, which the trainer respects: a background job is not stopped by Ctrl-C)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_at(trainer: MaldTrainer, step: int, times: int = 1) -> List[int]:
     """Press Ctrl-C ``times`` while ``trainer`` runs step ``step``; returns the steps whose iteration finished."""
     finished: List[int] = []
@@ -226,7 +235,8 @@ def _interrupt_at(trainer: MaldTrainer, step: int, times: int = 1) -> List[int]:
     return finished
 
 
-def test_ctrl_c_finishes_the_step_saves_it_and_prints_the_resume_command(demo_scene, tmp_path, capsys):
+def test_ctrl_c_finishes_the_step_saves_it_and_prints_the_resume_command(demo_scene, tmp_path, capsys,
+                                                                          ctrl_c_answered):
     config = tiny_config(demo_scene, tmp_path, steps=50, edit=lambda c: setattr(c, "steps_per_save", 1000))
     trainer = setup_trainer(config)
     finished = _interrupt_at(trainer, 3)
@@ -248,7 +258,7 @@ def test_ctrl_c_finishes_the_step_saves_it_and_prints_the_resume_command(demo_sc
     assert setup_trainer(config)._start_step == 4
 
 
-def test_second_ctrl_c_stops_at_once_without_saving_the_half_step(demo_scene, tmp_path, capsys):
+def test_second_ctrl_c_stops_at_once_without_saving_the_half_step(demo_scene, tmp_path, capsys, ctrl_c_answered):
     config = tiny_config(demo_scene, tmp_path, steps=50, edit=lambda c: setattr(c, "steps_per_save", 2))
     trainer = setup_trainer(config)
     finished = _interrupt_at(trainer, 3, times=2)

@@ -249,8 +249,9 @@ def check_two_steps(run: Run) -> None:
 
 def check_visibility(run: Run) -> None:
     """Visibility on (after a 2-step warm-up): the unseen masks are computed at the warm-up's end, lie inside the
-    masks, are saved as PNGs, and the patches are judged on them; with recompute-every 2, again at the update of
-    step 3; depth-tolerance reaches the config."""
+    masks, are saved as PNGs, and the patches are judged inside the masks (tests/pipeline/test_visibility.py checks
+    they are judged on the unseen masks); with recompute-every 2, again at the update of step 3, after the last
+    batch; depth-tolerance reaches the config."""
     manager, config = run.pipeline.datamanager, run.pipeline.config.visibility
     assert config.enabled and config.depth_tolerance == pytest.approx(0.1) and config.recompute_every == 2
     assert manager.visibility_step == 3  # computed at step 1 (end of the warm-up), again at the update of step 3
@@ -260,7 +261,7 @@ def check_visibility(run: Run) -> None:
     for batch in run.batches:
         if "patch_real" in batch:
             views, ys, xs = batch["patch_indices"].reshape(-1, 3).unbind(-1)
-            assert not (batch["patch_mask"].reshape(-1) & ~manager.fill_masks[views, ys, xs]).any()
+            assert not (batch["patch_mask"].reshape(-1) & ~manager.masks[views, ys, xs]).any()
 
 
 def check_whole_masks(run: Run) -> None:
