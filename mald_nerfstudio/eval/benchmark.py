@@ -2,8 +2,8 @@
 
 The budget is a number of NeRF optimizer steps, the same for every method: a method that takes two steps per
 iteration (mald-nerf-two-step's reconstruction and inpainting steps) runs half as many iterations as one that takes
-one (nerfacto-masked, mald-nerf's summed step); the dataset-update schedule is given in optimizer steps too and converted
-the same way. Each run's iterations and optimizer steps are in ``results.json`` and the tables.
+one (nerfacto-masked, mald-nerf's summed step); the dataset-update schedule is given in optimizer steps too and
+converted the same way. Each run's iterations and optimizer steps are in ``results.json`` and the tables.
 
 Every run is a real ``ns-train`` followed by ``ns-eval`` on the scene's object-free views, so the numbers are what
 a user gets from the same commands. Outputs, under ``--output-dir``:
@@ -22,9 +22,9 @@ Presets:
   widest disc, two thirds of the hole observed), the CPU-sized methods with the exemplar
   inpainter (mald-nerf-tiny, its visibility-aware and two-step forms, the pixel-loss baseline without adversarial
   loss, and nerfacto on the observed pixels only), 1200 NeRF optimizer steps each (1200 iterations of
-  mald-nerf-tiny, 600 of the two-step form); about 2 hours on 2 CPU cores. The parser dilates the masks by one 5x5 iteration (``--mask-dilation-iterations 1``, about 2 px):
-  the generated masks are exact silhouettes (+2 px), and SPIn-NeRF's 5 iterations, meant for hand-drawn masks,
-  would add about 10 px around a hole in a 160x120 image.
+  mald-nerf-tiny, 600 of the two-step form); about 2 hours on 2 CPU cores. The parser dilates the masks by one
+  5x5 iteration (``--mask-dilation-iterations 1``, about 2 px): the generated masks are exact silhouettes (+2 px),
+  and SPIn-NeRF's 5 iterations, meant for hand-drawn masks, would add about 10 px around a hole in a 160x120 image.
 * ``spinnerf``: the SPIn-NeRF dataset on a GPU (pass the scene folders with ``--scenes``): mald-nerf and the
   baselines at factor 4 with 40 object-free test views, 30k NeRF optimizer steps each (mald-nerf's 30k
   iterations of one summed step; a two-step method runs 15k). Needs the LDM, LPIPS and Inception weights (see README).
