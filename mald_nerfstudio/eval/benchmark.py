@@ -40,6 +40,7 @@ are not generated demo scenes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -350,11 +351,17 @@ class Benchmark:
                 f"parser `{' '.join(self._parser_args())}`, command: `{' '.join(sys.argv)}`")
 
 
-def registered_pipeline(method: str):
-    """The pipeline config of a method registered with nerfstudio (``ns-train METHOD``)."""
+@functools.lru_cache(maxsize=None)
+def _registered_methods() -> Dict:
+    """nerfstudio's registered methods, discovered once per process (it imports every plugin)."""
     from nerfstudio.plugins.registry import discover_methods
 
-    methods, _ = discover_methods()
+    return discover_methods()[0]
+
+
+def registered_pipeline(method: str):
+    """The pipeline config of a method registered with nerfstudio (``ns-train METHOD``)."""
+    methods = _registered_methods()
     if method not in methods:
         raise MaldInputError(f"unknown method {method}", fix=f"choose from {', '.join(sorted(methods))}")
     return methods[method].pipeline
