@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image
 
-from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.image_io import list_images
 from mald_nerfstudio.data.llff_poses import far_depth_scale, load_poses_bounds
 from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig

@@ -7,7 +7,6 @@ are passed on to whichever parser applies.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Type
@@ -18,8 +17,6 @@ from mald_nerfstudio.data.nerfstudio_inpaint_dataparser import InpaintNerfstudio
 from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
 from mald_nerfstudio.errors import MaldInputError
 
-SCENE_INFO_FILE = "mald_scene.json"
-"""Optional file in a SPIn-NeRF-layout folder (the demo scene writes it) giving {"num_test_views": K}."""
 
 
 @dataclass
@@ -33,7 +30,7 @@ class MaldDataParserConfig(DataParserConfig):
     downscale_factor: Optional[int] = None
     """Image downscale factor (reads images_N/); None lets the layout's parser choose."""
     num_test_views: Optional[int] = None
-    """SPIn-NeRF layout: the first K images are object-free eval views. None: mald_scene.json's value, else 40."""
+    """SPIn-NeRF layout: the first K images are object-free eval views; None: mald_scene.json, the labels, or 40."""
     mask_dilation_kernel: int = 5
     """Side of the square kernel used to dilate the inpainting masks."""
     mask_dilation_iterations: Optional[int] = None
@@ -65,18 +62,9 @@ class MaldDataParser(DataParser):
             iterations = self.config.mask_dilation_iterations
             return InpaintNerfstudioDataParserConfig(mask_dilation_iterations=iterations or 0, **common)
         if (data / "poses_bounds.npy").is_file():
-            num_test = self.config.num_test_views
-            info = data / SCENE_INFO_FILE
-            if num_test is None and info.is_file():
-                try:
-                    num_test = int(json.loads(info.read_text())["num_test_views"])
-                except (ValueError, KeyError, TypeError) as err:
-                    raise MaldInputError(
-                        f"cannot read num_test_views from it ({err})", info, 'write {"num_test_views": K} or delete it'
-                    ) from None
             iterations = self.config.mask_dilation_iterations
             return SpinNerfDataParserConfig(
-                num_test_views=40 if num_test is None else num_test,
+                num_test_views=self.config.num_test_views,
                 mask_dilation_iterations=5 if iterations is None else iterations,
                 **common,
             )

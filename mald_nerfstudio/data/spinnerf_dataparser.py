@@ -8,8 +8,9 @@ Layout::
       images_N/                   images downscaled by N (e.g. images_4/ at SPIn-NeRF's working resolution)
       images_N/label/<name>       inpainting masks, same file names (read as in :mod:`~mald_nerfstudio.data.image_io`)
 
-Images are sorted by file name. The first ``num_test_views`` (SPIn-NeRF: 40) were captured without the object and
-serve only as ground truth for evaluation; the rest are the training views and each must have a mask. A mask
+Images are sorted by file name. The first ``num_test_views`` were captured without the object and serve only as
+ground truth for evaluation (when not given: mald_scene.json, the labels, or SPIn-NeRF's 40; see
+:mod:`~mald_nerfstudio.data.object_free_views`); the rest are the training views and each must have a mask. A mask
 found for a test view is used for the masked metrics (M-LPIPS).
 """
 
@@ -32,6 +33,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from mald_nerfstudio.data.image_io import list_images, note_ignored_files, read_rgb
 from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec, check_scene_images, inpaint_metadata
 from mald_nerfstudio.data.llff_poses import far_depth_scale, load_poses_bounds
+from mald_nerfstudio.data.object_free_views import object_free_views
 from mald_nerfstudio.errors import MaldInputError
 
 @dataclass
@@ -46,8 +48,8 @@ class SpinNerfDataParserConfig(DataParserConfig):
     """Read images_N/ (images/ for 1); None: the smallest N whose folder exists within max_long_edge."""
     max_long_edge: int = 1008
     """Long-edge limit used when downscale_factor is None."""
-    num_test_views: int = 40
-    """The first K images (sorted by name) are object-free views used only for evaluation; 0 is allowed."""
+    num_test_views: Optional[int] = None
+    """The first K images (sorted by name) are object-free eval views; None: mald_scene.json, the labels, or 40."""
     mask_dilation_kernel: int = 5
     """Side of the square kernel used to dilate the masks (SPIn-NeRF: 5)."""
     mask_dilation_iterations: int = 5
@@ -118,7 +120,10 @@ class SpinNerfDataParser(DataParser):
         image_dir, factor = self._image_dir()
         files = list_images(image_dir)
         names = [f.name for f in files]
-        k = self.config.num_test_views
+        resolved = object_free_views(Path(self.config.data), self.config.num_test_views)
+        k = resolved.count
+        if not self._checked and self.config.num_test_views is None:
+            CONSOLE.print(f"Object-free views: {k} ({resolved.reason}).", soft_wrap=True)
         if not 0 <= k < len(files):
             raise MaldInputError(
                 f"--num-test-views {k} leaves no training views ({len(files)} images in {image_dir.name}/)",

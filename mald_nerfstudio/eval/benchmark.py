@@ -111,6 +111,8 @@ DEMO_SCENES: Dict[str, Dict] = {
     # A small ball seen from the widest disc whose lowest camera stays above the floor (about 1.0): about two
     # thirds of the hole is observed by some training view, with the masks the cpu preset's runs read.
     "demo-mostly-seen": dict(seed=3, object_radius=0.2, camera_disc_radius=1.0),
+    # The light low on the left: the ball casts a hard shadow onto the floor to its right (mald-nerf-masks --shadow).
+    "demo-shadow": dict(seed=0, light_position=(-2.2, 1.9, 1.2), cast_shadow=True),
 }
 """Generated scenes the benchmark knows by name (DemoSceneConfig fields). Observed fraction of the hole (share of
 the test views' masked pixels at images_2/ that some training view sees), with the masks the cpu preset's runs
@@ -418,7 +420,7 @@ def scene_observed_fraction(folder: Path, downscale_factor: Optional[int], mask_
 def label_mask_observed_fraction(folder: Path) -> Optional[float]:
     """The observed fraction the generator wrote into the folder's mald_scene.json, for the label masks as written
     at images_2/ (before the parser's dilation); None when there is none."""
-    from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+    from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 
     try:
         info = json.loads((Path(folder) / SCENE_INFO_FILE).read_text())

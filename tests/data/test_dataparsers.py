@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE, MaldDataParserConfig
+from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
+from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.dataset import InpaintDataset
 from mald_nerfstudio.data.image_io import read_mask
 from mald_nerfstudio.data.inpaint_metadata import OBJECT_FREE_KEY
@@ -415,8 +416,10 @@ def test_auto_parser_picks_spinnerf_layout(tmp_path):
     parser = MaldDataParserConfig(data=scene, downscale_factor=4).setup()
     resolved = parser.resolved_config()
     assert isinstance(resolved, SpinNerfDataParserConfig)
-    assert resolved.num_test_views == 40 and resolved.mask_dilation_iterations == 5
+    assert resolved.mask_dilation_iterations == 5
+    # labels only for the last two images: the first 40 are the object-free views
     assert len(parser.get_dataparser_outputs("train").image_filenames) == 2
+    assert len(parser.get_dataparser_outputs("val").image_filenames) == 40
 
 
 def test_auto_parser_folder_with_neither_layout_gives_clear_error(tmp_path):
@@ -440,7 +443,6 @@ def test_auto_parser_missing_folder_gives_clear_error(tmp_path):
 def test_mald_scene_json_num_test_views_is_honoured(tmp_path):
     scene = write_spinnerf_scene(tmp_path, num_views=6, num_test=3, scene_info={"num_test_views": 3})
     parser = MaldDataParserConfig(data=scene).setup()
-    assert parser.resolved_config().num_test_views == 3
     assert [p.name for p in parser.get_dataparser_outputs("train").image_filenames] == [
         "img_003.png",
         "img_004.png",
@@ -448,7 +450,8 @@ def test_mald_scene_json_num_test_views_is_honoured(tmp_path):
     ]
     assert len(parser.get_dataparser_outputs("val").image_filenames) == 3
     # An explicit --num-test-views wins over the file.
-    assert MaldDataParserConfig(data=scene, num_test_views=4).setup().resolved_config().num_test_views == 4
+    explicit = MaldDataParserConfig(data=scene, num_test_views=4).setup()
+    assert len(explicit.get_dataparser_outputs("val").image_filenames) == 4
 
 
 def test_mald_scene_json_without_num_test_views_is_an_input_error(tmp_path):

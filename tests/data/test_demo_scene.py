@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.demo_scene import (
     PROP_BOX,
     WALL_Z,
