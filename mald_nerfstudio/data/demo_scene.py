@@ -28,8 +28,11 @@ and real captures alike:
   ``"scene"``, the generator's parameters (:func:`scene_config_of`), with ``observe_hole(...,
   mask_dilation_iterations=N)``.
 
-Shading is Lambertian (a point light plus ambient) without shadows, and the object changes no pixel outside
-its own silhouette: outside the masks a training image equals the object-free render of its pose exactly.
+Shading is Lambertian (a point light plus ambient). By default nothing casts a shadow, and the object changes no
+pixel outside its own silhouette: outside the masks a training image equals the object-free render of its pose
+exactly. With ``--cast-shadow`` the ball shades the floor, wall and box points from which it hides the light (they
+get the ambient term only), as a real object's cast shadow that a mask hugging the object leaves behind;
+:meth:`DemoScene.shadow_coverage` gives those pixels exactly.
 Pixel ``(row, col)`` covers ``[col, col + 1] x [row, row + 1]`` in image coordinates with the principal point
 at ``(width / 2, height / 2)``, as in nerfstudio's cameras.
 """
@@ -51,7 +54,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import track
 
-from mald_nerfstudio.data.auto_dataparser import SCENE_INFO_FILE
+from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.masks import dilate
 from mald_nerfstudio.data.procedural_texture import ValueNoise, brick_wall, painted_checker, plank_floor
 from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
@@ -67,8 +70,8 @@ LOOK_AT = np.array([0.0, 0.32, -0.45])
 """Point every camera looks at (near the object's centre)."""
 DISC_CENTRE = np.array([0.0, 0.95, 3.0])
 """Centre of the disc the cameras sit on; the disc is perpendicular to the mean viewing direction."""
-LIGHT_POSITION = np.array([-1.2, 2.6, 2.2])
-"""Point light (Lambertian shading, no shadows)."""
+LIGHT_POSITION = (-1.2, 2.6, 2.2)
+"""Default point light (Lambertian shading); ``--light-position`` moves it."""
 AMBIENT, DIFFUSE, LIGHT_FALLOFF = 0.3, 1.45, 4.0
 """Shading = albedo * (AMBIENT + DIFFUSE * max(0, n.l) / (1 + (distance / LIGHT_FALLOFF)^2))."""
 
@@ -105,6 +108,10 @@ class DemoSceneConfig(InstantiateConfig):
     """Radius of the ball to remove (larger: larger holes, more of them seen by no training view)."""
     object_colour: Optional[Tuple[float, float, float]] = None
     """Albedo of the ball (RGB in [0, 1]); None: the seed's blue."""
+    light_position: Tuple[float, float, float] = LIGHT_POSITION
+    """The point light (world: y up, floor y = 0, wall z = -1.6, cameras near z = 3)."""
+    cast_shadow: bool = False
+    """The ball casts a hard shadow (ambient light only where it hides the light); test views have no ball, no shadow."""
 
 
 @dataclass
@@ -243,7 +250,10 @@ class DemoScene:
         t_object = self._intersect_object(origin, dirs)
         on_object = t_object < t_scene
         points = origin + t_scene[:, None] * dirs
-        rgb = self._albedo(points, normal, material) * self._shading(points, normal)[:, None]
+        shade = self._shading(points, normal)
+        if include_object and cfg.cast_shadow:
+            shade = np.where(self._in_shadow(points), AMBIENT, shade)
+        rgb = self._albedo(points, normal, material) * shade[:, None]
         if include_object and on_object.any():
             hit = origin + t_object[on_object, None] * dirs[on_object]
             ball_normal = (hit - self.object_centre) / self.object_radius
@@ -265,6 +275,28 @@ class DemoScene:
         origin, dirs = self._pixel_rays(camera_to_world, s)
         on_object = self._intersect_object(origin, dirs) < self._intersect_background(origin, dirs)[0]
         return on_object.reshape(cfg.height, s, cfg.width, s).mean(axis=(1, 3))
+
+    def shadow_coverage(self, camera_to_world: np.ndarray) -> np.ndarray:
+        """The fraction of each pixel's rays whose nearest surface is floor, wall or box in the ball's cast shadow
+        (zero everywhere without ``cast_shadow``), float64 [height, width]."""
+        cfg = self.config
+        s = cfg.supersampling
+        origin, dirs = self._pixel_rays(camera_to_world, s)
+        t_scene = self._intersect_background(origin, dirs)[0]
+        shadowed = (self._intersect_object(origin, dirs) >= t_scene) & cfg.cast_shadow
+        shadowed &= self._in_shadow(origin + t_scene[:, None] * dirs)
+        return shadowed.reshape(cfg.height, s, cfg.width, s).mean(axis=(1, 3))
+
+    def _in_shadow(self, points: np.ndarray) -> np.ndarray:
+        """Whether the ball lies between each point [n, 3] and the light: bool [n]."""
+        to_light = np.asarray(self.config.light_position, dtype=np.float64) - points  # t = 1 at the light
+        oc = points - self.object_centre
+        a = np.einsum("ij,ij->i", to_light, to_light)
+        b = 2.0 * np.einsum("ij,ij->i", to_light, oc)
+        c = np.einsum("ij,ij->i", oc, oc) - self.object_radius**2
+        disc = b * b - 4.0 * a * c
+        t = (-b - np.sqrt(np.maximum(disc, 0.0))) / (2.0 * a)
+        return (disc >= 0) & (t > 0) & (t < 1)
 
     def mask(
         self,
@@ -382,10 +414,9 @@ class DemoScene:
         albedo[box] = painted_checker(self.prop_noise, a, b)
         return albedo
 
-    @staticmethod
-    def _shading(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
-        """Lambertian point light with distance falloff, plus ambient (no shadows)."""
-        to_light = LIGHT_POSITION - points
+    def _shading(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        """Lambertian point light with distance falloff, plus ambient (shadows: :meth:`render`)."""
+        to_light = np.asarray(self.config.light_position, dtype=np.float64) - points
         distance = np.linalg.norm(to_light, axis=1)
         cosine = np.maximum(np.einsum("ij,ij->i", normals, to_light) / distance, 0.0)
         return AMBIENT + DIFFUSE * cosine / (1.0 + (distance / LIGHT_FALLOFF) ** 2)
@@ -505,8 +536,9 @@ def scene_config_of(folder: Path) -> Optional[DemoSceneConfig]:
         values = json.loads((Path(folder) / SCENE_INFO_FILE).read_text())["scene"]
         names = {f.name for f in fields(DemoSceneConfig) if not f.name.startswith("_")}
         values = {key: value for key, value in values.items() if key in names}
-        if values.get("object_colour") is not None:
-            values["object_colour"] = tuple(float(c) for c in values["object_colour"])
+        for key in ("object_colour", "light_position"):
+            if values.get(key) is not None:
+                values[key] = tuple(float(c) for c in values[key])
         return DemoSceneConfig(**values)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -517,6 +549,7 @@ def _config_values(config: DemoSceneConfig) -> dict:
     values = {f.name: getattr(config, f.name) for f in fields(config) if not f.name.startswith("_")}
     if values["object_colour"] is not None:
         values["object_colour"] = [float(c) for c in values["object_colour"]]
+    values["light_position"] = [float(c) for c in values["light_position"]]
     return values
 
 
@@ -535,6 +568,9 @@ def _validate(config: DemoSceneConfig) -> None:
         problems.append("--object-radius must lie in [0.05, 0.8] (the ball stands between the cameras and the wall)")
     if config.object_colour is not None and not all(0.0 <= c <= 1.0 for c in config.object_colour):
         problems.append("--object-colour must be three numbers in [0, 1]")
+    light = np.asarray(config.light_position, dtype=np.float64)
+    if not (light[1] > 0.0 and light[2] > WALL_Z):
+        problems.append("--light-position must lie above the floor (y > 0) and in front of the wall (z > -1.6)")
     if config.supersampling < 1 or config.mask_dilation_px < 0:
         problems.append("--supersampling must be at least 1 and --mask-dilation-px at least 0")
     if problems:

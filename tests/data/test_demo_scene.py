@@ -370,3 +370,16 @@ def _with_views(scene, indices):
     other = config.setup()
     other.camera_to_worlds = scene.camera_to_worlds[indices]
     return other
+
+
+def test_cast_shadow_darkens_exactly_the_pixels_shadow_coverage_names():
+    light = (-2.2, 1.9, 1.2)
+    lit = _small(light_position=light).setup()
+    shaded = _small(light_position=light, cast_shadow=True).setup()
+    pose = shaded.camera_to_worlds[shaded.config.num_test_views]
+    coverage = shaded.shadow_coverage(pose)
+    assert coverage.max() == 1.0 and not lit.shadow_coverage(pose).any()
+    darker = shaded.render(pose).rgb.sum(-1) < lit.render(pose).rgb.sum(-1) - 1e-9
+    assert np.array_equal(darker, coverage > 0)
+    # the object-free render has no ball and so no shadow
+    assert np.array_equal(shaded.render(pose, include_object=False).rgb, lit.render(pose, include_object=False).rgb)
