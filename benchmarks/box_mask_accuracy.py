@@ -10,6 +10,11 @@ the pixels at least half covered by the ball. Writes ``results.json`` and ``resu
     python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy-scenes \\
         --scenes demo-seed1 demo-seen demo-hidden --seeds 0
     python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy-brown --object-colour 0.62 0.44 0.26
+    python benchmarks/box_mask_accuracy.py --output-dir /tmp/box-accuracy-shadow --scenes demo-shadow --seeds 0 1
+
+On a scene whose ball casts a shadow (``demo-shadow``) a third pass adds ``--shadow.enabled``, and every pass is
+also scored on the shadow: the share of the shadow's pixels (outside the ball, at least half shaded) the mask
+covers, and the mask's area that is neither ball nor shadow, as a fraction of their area.
 
 Scenes are the CPU benchmark's generated ones (``mald_nerfstudio.eval.benchmark.DEMO_SCENES``), at the size of
 ``--views`` views with the ball (and 2 object-free ones) of ``--width`` x ``--height``.
@@ -33,9 +38,10 @@ from mald_nerfstudio.eval.benchmark import DEMO_SCENES
 
 
 def score(scene, out: Path) -> dict:
-    """Coverage of the true object pixels and extra area (as a fraction of the object) of every mask in OUT."""
+    """Coverage of the true object pixels and extra area (as a fraction of the object) of every mask in OUT; with a
+    cast shadow also the coverage of the shadow's pixels and the area that is neither (as a fraction of both)."""
     frames = json.loads((out / "transforms.json").read_text())["frames"]
-    coverage, extra = [], []
+    coverage, extra, shadow_coverage, outside_both = [], [], [], []
     for frame in frames:
         if "inpaint_mask_path" not in frame:
             continue
@@ -44,8 +50,17 @@ def score(scene, out: Path) -> dict:
         truth = scene.render(scene.camera_to_worlds[index]).object_coverage >= 0.5
         coverage.append(float((mask & truth).sum() / truth.sum()))
         extra.append(float((mask & ~truth).sum() / truth.sum()))
-    return {"min_coverage": min(coverage), "mean_coverage": float(np.mean(coverage)), "max_extra": max(extra),
-            "mean_extra": float(np.mean(extra)), "views": len(coverage)}
+        if scene.config.cast_shadow:
+            shadow = (scene.shadow_coverage(scene.camera_to_worlds[index]) >= 0.5) & ~truth
+            if shadow.any():
+                shadow_coverage.append(float((mask & shadow).sum() / shadow.sum()))
+            outside_both.append(float((mask & ~truth & ~shadow).sum() / (truth | shadow).sum()))
+    result = {"min_coverage": min(coverage), "mean_coverage": float(np.mean(coverage)), "max_extra": max(extra),
+              "mean_extra": float(np.mean(extra)), "views": len(coverage)}
+    if shadow_coverage:
+        result.update(min_shadow_coverage=min(shadow_coverage), mean_shadow_coverage=float(np.mean(shadow_coverage)),
+                      max_extra_beyond_shadow=max(outside_both), mean_extra_beyond_shadow=float(np.mean(outside_both)))
+    return result
 
 
 def run(args) -> subprocess.CompletedProcess:
@@ -90,6 +105,9 @@ def main() -> None:
             refined = score(scene, out)
             rows.append({"scene": name, "seed": seed, "steps": args.steps, "seconds_with_training": seconds,
                          "depth_only": depth_only, "refined": refined})
+            if config.cast_shadow:
+                run(base + ["--shadow.enabled"])
+                rows[-1]["with_shadow"] = score(scene, out)
             print(json.dumps(rows[-1]), flush=True)
     (args.output_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["| scene | seed | depth test: min / mean coverage | max / mean extra | refined edges (default): min / "
@@ -99,6 +117,17 @@ def main() -> None:
         lines.append(f"| {row['scene']} | {row['seed']} | {d['min_coverage']:.1%} / {d['mean_coverage']:.1%} | "
                      f"{d['max_extra']:.1%} / {d['mean_extra']:.1%} | {r['min_coverage']:.1%} / "
                      f"{r['mean_coverage']:.1%} | {r['max_extra']:.1%} / {r['mean_extra']:.1%} |")
+    shadow_rows = [row for row in rows if "with_shadow" in row]
+    if shadow_rows:
+        lines += ["", "| scene | seed | pass | shadow covered: min / mean | extra beyond ball and shadow (of their area): "
+                  "max / mean | ball covered: min / mean |", "|---|---|---|---|---|---|"]
+        for row in shadow_rows:
+            for label, key in (("default", "refined"), ("--shadow.enabled", "with_shadow")):
+                r = row[key]
+                lines.append(f"| {row['scene']} | {row['seed']} | {label} | {r['min_shadow_coverage']:.1%} / "
+                             f"{r['mean_shadow_coverage']:.1%} | {r['max_extra_beyond_shadow']:.1%} / "
+                             f"{r['mean_extra_beyond_shadow']:.1%} | {r['min_coverage']:.1%} / "
+                             f"{r['mean_coverage']:.1%} |")
     (args.output_dir / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -8,18 +8,20 @@ fitted around the object; with a box it writes OUT/images/, OUT/masks/, OUT/tran
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import tyro
-from PIL import Image
 from rich.console import Console
 
 from mald_nerfstudio.box_masks.box import Box, format_box, read_viewer_box, validate_box
 from mald_nerfstudio.box_masks.masks import (
     MaskCleaning,
+    ShadowExtension,
+    add_cast_shadow,
     check_raw_fractions,
     clean_mask,
     render_box_masks,
@@ -59,16 +61,17 @@ class BoxMaskResult:
 
 
 def generate_box_masks(scene_path: Path, out_dir: Path, box: Box, settings: Optional[ReconstructionSettings] = None,
-                       cleaning: Optional[MaskCleaning] = None, downscale_factor: int = 1,
-                       num_object_free_views: Optional[int] = None, depth_output: str = "expected_depth",
-                       retrain: bool = False, show_progress: bool = True, box_frame: str = "viewer") -> BoxMaskResult:
+                       cleaning: Optional[MaskCleaning] = None, downscale_factor: Optional[int] = None,
+                       num_test_views: Optional[int] = None, depth_output: str = "expected_depth",
+                       retrain: bool = False, show_progress: bool = True, box_frame: str = "viewer",
+                       shadow: Optional[ShadowExtension] = None) -> BoxMaskResult:
     """Reconstruct (or reuse), render the depth inside the box for every view, clean and write the masks. The box
     is in the reconstruction's frame (``box_frame="viewer"``) or in the capture's coordinates ("capture")."""
     settings = settings or ReconstructionSettings()
     cleaning = cleaning or MaskCleaning()
     validate_box(box)
     out_dir = Path(out_dir)
-    scene = prepare_output(scene_path, out_dir, downscale_factor, num_object_free_views)
+    scene = prepare_output(scene_path, out_dir, downscale_factor, num_test_views)
     if box_frame == "capture":
         box = box_from_capture_frame(box, out_dir, scene)
         _CONSOLE.print(f"The box in the reconstruction's frame (as the viewer shows it): {format_box(box)}")
@@ -77,7 +80,10 @@ def generate_box_masks(scene_path: Path, out_dir: Path, box: Box, settings: Opti
     views = render_box_masks(pipeline, box, depth_output, show_progress)
     names = [Path(p).name for p in pipeline.datamanager.train_dataparser_outputs.image_filenames]
     check_raw_fractions([view.inside.mean() for view in views], box, config_path)
-    masks = [clean_mask(view, read_rgb(out_dir / "images" / name), cleaning) for view, name in zip(views, names)]
+    images = [read_rgb(out_dir / "images" / name) for name in names]
+    masks = [clean_mask(view, image, cleaning) for view, image in zip(views, images)]
+    if shadow is not None and shadow.enabled:
+        masks = [add_cast_shadow(mask, image, shadow, cleaning) for mask, image in zip(masks, images)]
     mask_paths: Dict[str, str] = {}
     for name, mask in zip(names, masks):
         mask_name = f"masks/{Path(name).stem}.png"
@@ -120,19 +126,21 @@ class GenerateBoxMasks:
     rotation: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     """RX RY RZ: the crop box's rotation as the viewer shows it (roll, pitch, yaw in radians)."""
     box_frame: Literal["viewer", "capture"] = "viewer"
-    """Frame of --box: viewer (the reconstruction's, as its viewer shows it) or capture (the input's own poses)."""
+    """Frame of --box: viewer (as the viewer shows it) or capture (transforms.json's / poses_bounds.npy's, unscaled)."""
     from_viewer: Optional[str] = None
     """The export panel's ns-export line (its --obb_* flags), or a camera path JSON saved with the crop box."""
     reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
     """The quick reconstruction (steps, device, rays)."""
-    downscale_factor: int = 1
-    """Read images_N/ instead of images/ (both layouts); masks are made at that resolution."""
-    num_object_free_views: Optional[int] = None
-    """LLFF scenes: leading object-free views (not reconstructed, no mask); None reads mald_scene.json, else 0."""
+    downscale_factor: Optional[int] = None
+    """Read images_N/ (both layouts), the masks' resolution; None: an LLFF scene's own labels' (images_N/label/), else 1."""
+    num_test_views: Optional[int] = None
+    """LLFF: the first K images are object-free (no mask); None: mald_scene.json, the labels, or 40 as ns-train."""
     depth_output: str = "expected_depth"
     """The model output used as depth: expected_depth (nerfacto's weighted mean) or depth (its median)."""
     cleaning: MaskCleaning = field(default_factory=MaskCleaning)
     """How the raw masks are cleaned."""
+    shadow: ShadowExtension = field(default_factory=ShadowExtension)
+    """Extend the masks over the object's cast shadow (--shadow.enabled)."""
     retrain: bool = False
     """Train a new reconstruction even when OUT holds a finished one for the same scene and settings."""
     viewer: bool = True
@@ -164,37 +172,49 @@ class GenerateBoxMasks:
         """Run; print the masked fraction per view and the next command."""
         start = time.perf_counter()
         box = self.resolve_box()
-        read_scene(self.data, self.downscale_factor, self.num_object_free_views)  # bad input: before writing
+        scene = read_scene(self.data, self.downscale_factor, self.num_test_views)  # bad input: before writing
+        for note in scene.notes:
+            _CONSOLE.print(f"[bold]Note:[/bold] {note}.", soft_wrap=True)
         again = f"mald-nerf-masks --data {self.data} --output-dir {self.output_dir}"
         if box is None:
-            scene = prepare_output(self.data, self.output_dir, self.downscale_factor, self.num_object_free_views)
+            scene = prepare_output(self.data, self.output_dir, self.downscale_factor, self.num_test_views)
             config_path = train_or_reuse(Path(self.output_dir), scene, Path(self.data), self.reconstruction,
                                          self.retrain)
             _CONSOLE.print(
                 "[bold]The reconstruction is ready; now find the object's box.[/bold] In the viewer's control panel "
                 "open \"Crop Viewport\", tick \"Enable\" and fit the box around the object (drag the gizmo or type "
                 "the crop center, scale and rotation); the viewer then shows only what the box holds. In the export "
-                f"panel, tick \"Use Crop\" and copy the --obb_* flags it prints, then run:\n  {again} "
-                "--from-viewer \"--obb_center ... --obb_rotation ... --obb_scale ...\"\n"
-                "(the reconstruction is reused). "
-                f"To view it again: ns-viewer --load-config {config_path} --viewer.websocket-host 127.0.0.1"
+                "panel, tick \"Use Crop\" and copy the --obb_* flags it prints, then run (the reconstruction is "
+                f"reused):\n{again} --from-viewer \"--obb_center ... --obb_rotation ... --obb_scale ...\"\n"
+                f"To view it again:\nns-viewer --load-config {config_path} --viewer.websocket-host 127.0.0.1",
+                soft_wrap=True,
             )
             if self.viewer:
                 serve_viewer(config_path, self.websocket_port)
             return None
         result = generate_box_masks(
             self.data, self.output_dir, box, self.reconstruction, self.cleaning,
-            downscale_factor=self.downscale_factor, num_object_free_views=self.num_object_free_views,
-            depth_output=self.depth_output, retrain=self.retrain, box_frame=self.box_frame,
+            downscale_factor=self.downscale_factor, num_test_views=self.num_test_views,
+            depth_output=self.depth_output, retrain=self.retrain, box_frame=self.box_frame, shadow=self.shadow,
         )
         report_fractions(result.names, result.fractions)
         _CONSOLE.print(
-            f"[bold green]Wrote {len(result.names)} masks[/bold green] for the box {format_box(box)} to "
-            f"{self.output_dir}/masks, {result.transforms} and {Path(self.output_dir) / PREVIEW_FILE} in "
-            f"{time.perf_counter() - start:.0f} s. Check the preview, then: ns-train mald-nerf --data "
-            f"{self.output_dir} (mald-nerf-tiny on a CPU)"
+            f"[bold green]Wrote {len(result.names)} masks[/bold green] ({scene.notes[0].split(';')[0]}) for the box "
+            f"{format_box(box)} to {self.output_dir}/masks, {result.transforms} and "
+            f"{Path(self.output_dir) / PREVIEW_FILE} in {time.perf_counter() - start:.0f} s. Check the preview, "
+            f"then train on a GPU:\nns-train mald-nerf --data {self.output_dir}\nor on a CPU:\n"
+            f"ns-train mald-nerf-tiny --data {self.output_dir}",
+            soft_wrap=True,
         )
         return result
+
+
+def quiet_library_warnings() -> None:
+    """Hide torch's and nerfstudio's deprecation and indexing warnings: they are not the user's business and bury
+    the command this tool prints last."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|nerfstudio|torchvision)(\.|$)")
 
 
 def entrypoint() -> None:
@@ -202,6 +222,7 @@ def entrypoint() -> None:
     from mald_nerfstudio.errors import install_excepthook
 
     install_excepthook()
+    quiet_library_warnings()
     tyro.cli(GenerateBoxMasks).main()
 
 

@@ -165,6 +165,67 @@ def refine_edges(image: np.ndarray, mask: np.ndarray, through: np.ndarray, core_
     return out
 
 
+@dataclass
+class ShadowExtension:
+    """Extend each view's mask over the object's cast shadow (off by default; docs/decisions.md, "Cast shadows")."""
+
+    enabled: bool = False
+    """Add the object's cast shadow to the masks (near the mask, darker than the lit surface, joined to the mask)."""
+    reach: float = 1.0
+    """Search the shadow up to this many times the mask's size (its bounding box's longer side) from the mask."""
+    darkness: float = 0.6
+    """A pixel is shadow when its brightness is below this share of the lit surface's around the box."""
+    chroma_tolerance: float = 0.04
+    """... and its chromaticity (r and g over r + g + b) differs from the lit surface's by at most this much."""
+    attach_px: Optional[int] = None
+    """Keep only shadow regions within this many pixels of the object's mask; None: 1 % of the long edge, >= 2."""
+
+
+def shadow_pixels(image: np.ndarray, mask: np.ndarray, region: np.ndarray, shadow: ShadowExtension) -> np.ndarray:
+    """The object's cast shadow in one view: pixels of ``region`` (e.g. :func:`near_mask`) outside ``mask`` whose
+    brightness is below ``shadow.darkness`` times the lit surface's around them (a local mean over the region's
+    lit pixels, found in rounds so the shadow does not lower it; a local mean follows the light's falloff), at the
+    lit surface's chromaticity, opened to drop texture lines, and only the parts that come within ``attach_px`` of
+    the mask (a cast shadow starts where the object meets the surface). RGB uint8 [H, W, 3], bool [H, W] masks ->
+    bool [H, W]."""
+    candidates = region & ~mask
+    if candidates.sum() < 16 or not mask.any():
+        return np.zeros_like(mask)
+    rgb = image.astype(np.float32) + 1.0
+    brightness = rgb.mean(axis=-1)
+    chroma = rgb[..., :2] / rgb.sum(axis=-1, keepdims=True)
+    h, w = mask.shape
+    sigma = 0.06 * max(h, w)
+
+    def local_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        weights = weights.astype(np.float32)
+        total = cv2.GaussianBlur(weights, (0, 0), sigma)
+        return cv2.GaussianBlur(values * weights[..., None] if values.ndim == 3 else values * weights, (0, 0),
+                                sigma) / np.maximum(total if values.ndim == 2 else total[..., None], 1e-6)
+
+    lit = candidates.copy()
+    for _ in range(3):
+        reference = local_mean(brightness, lit)
+        dark = candidates & (brightness < shadow.darkness * reference)
+        lit = candidates & ~dark
+        if lit.sum() < 16:
+            return np.zeros_like(mask)
+    lit_chroma = local_mean(chroma, lit)
+    dark &= np.abs(chroma - lit_chroma).max(axis=-1) <= shadow.chroma_tolerance
+    if dark.any():  # hysteresis: grow into neighbours as dark as the shadow found, where the local mean mixes surfaces
+        weak = candidates & (brightness <= np.percentile(brightness[dark], 90))
+        count, labels = cv2.connectedComponents((weak | dark).astype(np.uint8), connectivity=8)
+        grown = np.unique(labels[dark])
+        dark = np.isin(labels, grown[grown > 0])
+    side = max(3, round(0.006 * max(h, w)) * 2 + 1)
+    dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))).astype(bool)
+    attach = max(2, round(0.01 * max(h, w))) if shadow.attach_px is None else shadow.attach_px
+    count, labels = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
+    keep = np.unique(labels[dilate(mask, attach) & dark])
+    return np.isin(labels, keep[keep > 0])
+
+
 def clean_mask(view: ViewBoxMask, image: Optional[np.ndarray], cleaning: MaskCleaning) -> np.ndarray:
     """The final mask of a view: holes filled and islands dropped, edges refined on ``image`` (when given and
     ``cleaning.refine_edges``), holes and islands again, then dilated."""
@@ -173,6 +234,24 @@ def clean_mask(view: ViewBoxMask, image: Optional[np.ndarray], cleaning: MaskCle
         mask = fill_holes_and_drop_islands(refine_edges(image, mask, view.through, colours=cleaning.edge_colours),
                                            cleaning)
     return dilate(mask, cleaning.sizes(*mask.shape)[2])
+
+
+def near_mask(mask: np.ndarray, reach: float) -> np.ndarray:
+    """Pixels within ``reach`` times the mask's bounding-box size of it: where its cast shadow can be seen."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    rows, cols = np.nonzero(mask)
+    radius = max(1, round(reach * max(np.ptp(rows) + 1, np.ptp(cols) + 1)))
+    outside = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
+    return cv2.distanceTransform(outside, cv2.DIST_L2, 3)[1:-1, 1:-1] <= radius
+
+
+def add_cast_shadow(mask: np.ndarray, image: np.ndarray, shadow: ShadowExtension, cleaning: MaskCleaning
+                    ) -> np.ndarray:
+    """A cleaned mask (:func:`clean_mask`) with the object's cast shadow near it (:func:`shadow_pixels` within
+    :func:`near_mask`) added, dilated as the mask was, holes filled."""
+    found = shadow_pixels(image, mask, near_mask(mask, shadow.reach), shadow)
+    return fill_holes_and_drop_islands(mask | dilate(found, cleaning.sizes(*mask.shape)[2]), cleaning)
 
 
 def check_raw_fractions(fractions: Sequence[float], box: Box, config_path: Path, min_fraction: float = 1e-4) -> None:

@@ -9,13 +9,14 @@ crop box.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -66,12 +67,27 @@ def reconstruction_dataparser(out_dir: Path, scene: SceneInput):
     )
 
 
+@contextlib.contextmanager
+def quiet_nerfstudio_console() -> Iterator[None]:
+    """Silence nerfstudio's console for a while: loading the reconstruction prints notices meant for ns-train users
+    (``--eval-mode=all`` and camera optimisation, checkpoint paths) that are not this tool's user's business."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    before = CONSOLE.quiet
+    CONSOLE.quiet = True
+    try:
+        yield
+    finally:
+        CONSOLE.quiet = before
+
+
 def box_from_capture_frame(box: Box, out_dir: Path, scene: SceneInput) -> Box:
     """The box given in the capture's own coordinates (those of transforms.json's matrices or poses_bounds.npy) in
     the reconstruction's frame: nerfstudio's orienting and centring transform, then the scene's scale."""
     import viser.transforms as vtf
 
-    outputs = reconstruction_dataparser(out_dir, scene).setup().get_dataparser_outputs("train")
+    with quiet_nerfstudio_console():
+        outputs = reconstruction_dataparser(out_dir, scene).setup().get_dataparser_outputs("train")
     transform = np.concatenate([outputs.dataparser_transform.double().numpy(), [[0.0, 0.0, 0.0, 1.0]]])
     if "applied_transform" in scene.meta:  # nerfstudio's transform starts from the data before that one
         applied = np.concatenate([np.asarray(scene.meta["applied_transform"], np.float64), [[0.0, 0.0, 0.0, 1.0]]])
@@ -120,7 +136,8 @@ def train_or_reuse(out_dir: Path, scene: SceneInput, scene_path: Path, settings:
     fingerprint_path = Path(out_dir) / FINGERPRINT_FILE
     if (not retrain and checkpoint.is_file() and (run_dir / "config.yml").is_file() and fingerprint_path.is_file()
             and json.loads(fingerprint_path.read_text()) == fingerprint):
-        _CONSOLE.print(f"[green]Reusing the finished reconstruction[/green] {run_dir} (--retrain trains a new one)")
+        _CONSOLE.print(f"[green]Reusing the finished reconstruction[/green] {run_dir} (--retrain trains a new one)",
+                       soft_wrap=True)
         return run_dir / "config.yml"
     if fingerprint_path.is_file():
         fingerprint_path.unlink()
@@ -133,7 +150,8 @@ def train_or_reuse(out_dir: Path, scene: SceneInput, scene_path: Path, settings:
     np.random.seed(resolved.seed)
     torch.manual_seed(resolved.seed)
     trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
+    with quiet_nerfstudio_console():
+        trainer.setup()
     config.save_config()
     trainer.train()
     fingerprint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +167,8 @@ def load_reconstruction(config_path: Path):
     problem = checkpoint_folder_problem(Path(config_path).parent / "nerfstudio_models")
     if problem is not None:
         raise problem
-    _config, pipeline, _checkpoint, _step = eval_setup(Path(config_path), test_mode="inference")
+    with quiet_nerfstudio_console():
+        _config, pipeline, _checkpoint, _step = eval_setup(Path(config_path), test_mode="inference")
     sampler = getattr(pipeline.model, "proposal_sampler", None)
     if sampler is not None:  # the end of the annealing a training callback runs, whatever the step count
         sampler.set_anneal(1.0)

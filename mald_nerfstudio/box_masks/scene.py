@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image
 
-from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.image_io import list_images
-from mald_nerfstudio.data.llff_poses import far_depth_scale, load_poses_bounds
-from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
+from mald_nerfstudio.data.llff_poses import FAR_DEPTH_PERCENTILE, far_depth_scale, load_poses_bounds
+from mald_nerfstudio.data.object_free_views import object_free_views
 from mald_nerfstudio.errors import MaldInputError
 
 RECONSTRUCTION_JSON = "reconstruction.json"
 """The transforms file (all views with the object, no masks) the reconstruction is trained on, in OUT."""
-FAR_DEPTH_PERCENTILE = SpinNerfDataParserConfig.depth_for_unit_scale
-"""The views' far depths are scaled so that this percentile of them lands at distance 1 (as the SPIn-NeRF parser)."""
 POINT_FAR_PERCENTILE = 99.9
 """A view's far depth from a sparse point cloud: this percentile of the depths of the points it sees (as LLFF)."""
 
@@ -59,23 +56,36 @@ class SceneInput:
     """Scale of the reconstruction's frame after nerfstudio's orienting and centring; None: nerfstudio's auto scale."""
     scale_source: str = "nerfstudio's camera-based scale"
     """Where the scale came from, for the log."""
+    notes: List[str] = field(default_factory=list)
+    """What was read and why (image folder and size, object-free views), for the console."""
 
 
-def read_scene(scene: Path, downscale_factor: int = 1, num_object_free_views: Optional[int] = None) -> SceneInput:
-    """Read a nerfstudio capture or a SPIn-NeRF / LLFF folder (nothing is written there)."""
+def label_downscale_factor(scene: Path) -> Optional[int]:
+    """The N of the smallest images_N/ (images/: 1) of an LLFF folder that has its own labels in label/, i.e. the
+    resolution the scene's masks are drawn at (SPIn-NeRF: images_2/label/); None without labels."""
+    factors = sorted((1 if p.parent.name == "images" else int(p.parent.name[7:]))
+                     for p in Path(scene).glob("images*/label")
+                     if p.is_dir() and (p.parent.name == "images" or p.parent.name[7:].isdigit()) and list_images(p))
+    return factors[0] if factors else None
+
+
+def read_scene(scene: Path, downscale_factor: Optional[int] = None, num_test_views: Optional[int] = None
+               ) -> SceneInput:
+    """Read a nerfstudio capture or a SPIn-NeRF / LLFF folder (nothing is written there). ``downscale_factor``
+    None: the resolution of an LLFF folder's own labels (images_N/label/), else full size."""
     scene = Path(scene)
     if not scene.exists():
         raise MaldInputError(
             "the scene folder does not exist", scene,
             "pass --data with a folder holding transforms.json (ns-process-data) or poses_bounds.npy + images/",
         )
-    if downscale_factor < 1:
+    if downscale_factor is not None and downscale_factor < 1:
         raise MaldInputError(f"--downscale-factor must be at least 1, got {downscale_factor}",
                              fix="pass 1 (full resolution) or the N of an images_N/ folder")
     if (scene / "transforms.json").is_file() or scene.suffix == ".json":
-        return _read_transforms(scene if scene.suffix == ".json" else scene / "transforms.json", downscale_factor)
+        return _read_transforms(scene if scene.suffix == ".json" else scene / "transforms.json", downscale_factor or 1)
     if (scene / "poses_bounds.npy").is_file():
-        return _read_llff(scene, downscale_factor, num_object_free_views)
+        return _read_llff(scene, downscale_factor, num_test_views)
     raise MaldInputError(
         "the folder holds neither transforms.json (nerfstudio format) nor poses_bounds.npy (SPIn-NeRF / LLFF)",
         scene,
@@ -146,7 +156,11 @@ def _read_transforms(path: Path, downscale_factor: int) -> SceneInput:
     if downscale_factor > 1:
         with Image.open(out[0].source) as image:
             _scale_intrinsics(meta, downscale_factor, image.size)
-    scene = SceneInput(meta=meta, frames=out)
+    folder = out[0].source.parent
+    size = f"{meta['w']}x{meta['h']}" if "w" in meta and "h" in meta else "the frames' sizes"
+    scene = SceneInput(meta=meta, frames=out, notes=[
+        f"images from {folder.name}/ at {size}; the box in capture coordinates (--box-frame capture) is in "
+        f"{path.name}'s own frame, before nerfstudio's orienting and scaling"])
     if ply:
         points = read_ply_points(path.parent / ply) * float(meta.get("applied_scale", 1.0))
         far = far_depths_from_points(points, scene)
@@ -192,7 +206,14 @@ def far_depths_from_points(points: np.ndarray, scene: SceneInput) -> Optional[np
     return np.asarray(fars) if fars else None
 
 
-def _read_llff(scene: Path, downscale_factor: int, num_object_free_views: Optional[int]) -> SceneInput:
+def _read_llff(scene: Path, downscale_factor: Optional[int], num_test_views: Optional[int]) -> SceneInput:
+    notes = []
+    if downscale_factor is None:
+        downscale_factor = label_downscale_factor(scene) or 1
+        folder_name = "images" if downscale_factor == 1 else f"images_{downscale_factor}"
+        if downscale_factor > 1:
+            notes.append(f"the scene's own labels are in {folder_name}/label/, so the masks are made for "
+                         f"{folder_name}/ (--downscale-factor 1 makes them for images/)")
     folder = scene / ("images" if downscale_factor == 1 else f"images_{downscale_factor}")
     images = list_images(folder) if folder.is_dir() else []
     if not images:
@@ -201,9 +222,9 @@ def _read_llff(scene: Path, downscale_factor: int, num_object_free_views: Option
             "an LLFF / SPIn-NeRF scene needs its images in images/ (or images_N/ with --downscale-factor N)",
         )
     poses = load_poses_bounds(scene / "poses_bounds.npy", [p.name for p in images])
-    if num_object_free_views is None:
-        info = scene / SCENE_INFO_FILE
-        num_object_free_views = int(json.loads(info.read_text()).get("num_test_views", 0)) if info.is_file() else 0
+    found = object_free_views(scene, num_test_views)
+    if found.count or num_test_views is None:
+        notes.append(f"{found.count} object-free view(s) ({found.reason}): not reconstructed, no mask")
     with Image.open(images[0]) as first:
         width, height = first.size
     full_h, full_w, focal = poses.hwf[0]
@@ -218,9 +239,11 @@ def _read_llff(scene: Path, downscale_factor: int, num_object_free_views: Option
         matrix = np.concatenate([c2w, [[0.0, 0.0, 0.0, 1.0]]], axis=0)
         frames.append(SceneFrame(source=image, name=_unique_name(image.name, used),
                                  frame={"transform_matrix": matrix.tolist()},
-                                 object_free=index < num_object_free_views))
+                                 object_free=index < found.count))
+    notes.insert(0, f"images from {folder.name}/ at {width}x{height}; a box in capture coordinates (--box-frame capture) "
+                    "is in the world frame of poses_bounds.npy's camera positions, unscaled")
     return SceneInput(meta=meta, frames=frames, scale_factor=far_depth_scale(poses.bounds[:, 1], FAR_DEPTH_PERCENTILE),
-                      scale_source="the far bounds in poses_bounds.npy")
+                      scale_source="the far bounds in poses_bounds.npy", notes=notes)
 
 
 def write_transforms(out_dir: Path, scene: SceneInput, filename: str, masks: Optional[Dict[str, str]] = None,
@@ -243,11 +266,11 @@ def write_transforms(out_dir: Path, scene: SceneInput, filename: str, masks: Opt
     return path
 
 
-def prepare_output(scene_path: Path, out_dir: Path, downscale_factor: int = 1,
-                   num_object_free_views: Optional[int] = None) -> SceneInput:
+def prepare_output(scene_path: Path, out_dir: Path, downscale_factor: Optional[int] = None,
+                   num_test_views: Optional[int] = None) -> SceneInput:
     """Read the scene, copy its images to OUT/images/ and write OUT/reconstruction.json (no masks)."""
     scene_path, out_dir = Path(scene_path), Path(out_dir)
-    scene = read_scene(scene_path, downscale_factor, num_object_free_views)
+    scene = read_scene(scene_path, downscale_factor, num_test_views)
     folder = scene_path if scene_path.is_dir() else scene_path.parent
     if folder.resolve() == out_dir.resolve() or out_dir.resolve().is_relative_to(folder.resolve()):
         raise MaldInputError("the output folder is (inside) the scene folder; the scene is never written",

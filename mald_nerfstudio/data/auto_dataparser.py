@@ -18,7 +18,6 @@ from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
 from mald_nerfstudio.errors import MaldInputError
 
 
-
 @dataclass
 class MaldDataParserConfig(DataParserConfig):
     """Detects the scene layout (nerfstudio transforms.json or SPIn-NeRF/LLFF poses_bounds.npy)."""

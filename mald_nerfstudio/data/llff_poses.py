@@ -16,6 +16,9 @@ import numpy as np
 
 from mald_nerfstudio.errors import MaldInputError
 
+FAR_DEPTH_PERCENTILE = 90.0
+"""Poses are scaled so that this percentile of the views' far depths lands at distance 1 (docs/decisions.md)."""
+
 
 @dataclass
 class LLFFPoses:

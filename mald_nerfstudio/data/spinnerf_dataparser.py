@@ -22,19 +22,19 @@ from typing import List, Literal, Optional, Tuple, Type
 
 import numpy as np
 import torch
-from PIL import Image
-
 from nerfstudio.cameras import camera_utils
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.rich_utils import CONSOLE
+from PIL import Image
 
 from mald_nerfstudio.data.image_io import list_images, note_ignored_files, read_rgb
 from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec, check_scene_images, inpaint_metadata
-from mald_nerfstudio.data.llff_poses import far_depth_scale, load_poses_bounds
+from mald_nerfstudio.data.llff_poses import FAR_DEPTH_PERCENTILE, far_depth_scale, load_poses_bounds
 from mald_nerfstudio.data.object_free_views import object_free_views
 from mald_nerfstudio.errors import MaldInputError
+
 
 @dataclass
 class SpinNerfDataParserConfig(DataParserConfig):
@@ -62,7 +62,7 @@ class SpinNerfDataParserConfig(DataParserConfig):
     """How to orient the poses: 'up', 'pca', 'vertical' or 'none' (nerfstudio's camera_utils)."""
     center_method: Literal["poses", "focus", "none"] = "poses"
     """How to centre the poses: 'poses', 'focus' or 'none'."""
-    depth_for_unit_scale: float = 90.0
+    depth_for_unit_scale: float = FAR_DEPTH_PERCENTILE
     """Poses are scaled so that this percentile of the LLFF far bounds lands at distance 1 (see decisions.md)."""
 
 

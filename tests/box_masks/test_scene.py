@@ -32,7 +32,7 @@ def test_llff_cameras_intrinsics_and_far_bound_scale(tmp_path):
     assert read.scale_factor == pytest.approx(1.0 / np.percentile(bounds, 90))
     half = sc.read_scene(tmp_path / "scene", downscale_factor=2)
     assert half.meta["fl_x"] == pytest.approx(scene.focal / 2) and half.meta["w"] == 16
-    assert sc.read_scene(tmp_path / "scene", num_object_free_views=0).frames[0].object_free is False
+    assert sc.read_scene(tmp_path / "scene", num_test_views=0).frames[0].object_free is False
 
 
 def test_capture_scale_comes_from_the_far_depths_of_its_sparse_points(tmp_path):

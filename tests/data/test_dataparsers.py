@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 
 from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
-from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.dataset import InpaintDataset
 from mald_nerfstudio.data.image_io import read_mask
 from mald_nerfstudio.data.inpaint_metadata import OBJECT_FREE_KEY
 from mald_nerfstudio.data.nerfstudio_inpaint_dataparser import InpaintNerfstudioDataParserConfig
+from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
 from mald_nerfstudio.errors import MaldInputError
 from tests.scenes import build_fern_spinnerf_scene, require_fern

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.demo_scene import (
     PROP_BOX,
     WALL_Z,
@@ -26,6 +25,7 @@ from mald_nerfstudio.data.demo_scene import (
     quantize,
     scene_config_of,
 )
+from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.errors import MaldInputError
 
 SMALL = dict(width=64, height=48, num_train_views=5, num_test_views=3)

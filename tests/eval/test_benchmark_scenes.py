@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.demo_scene import DemoSceneConfig, generate_demo_scene, observe_hole
+from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.eval.benchmark import (
     DEMO_SCENES,
     Benchmark,
