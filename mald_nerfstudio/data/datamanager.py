@@ -68,6 +68,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.current: Optional[Tensor] = None
         self.masks: Optional[Tensor] = None
         self.fill_masks: Optional[Tensor] = None
+        self.seen_trained: Optional[Tensor] = None
         self.visibility_step: Optional[int] = None
         self.initialized = False
         self.num_updates = 0
@@ -109,6 +110,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.masks = torch.stack(masks).to(self.device)
         self.current = self.originals.clone()
         self.fill_masks = self.masks.clone()
+        self.seen_trained = torch.zeros_like(self.masks)
         dataset.attach_images(self.current)
         self.pools = PixelPools.from_masks(self.masks)
         patch = self.config.inpaint_patch_size
@@ -148,8 +150,8 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         assert self.originals is not None and self.current is not None and self.masks is not None
         recon = sample_observed(self.pools, self.config.train_num_rays_per_batch, self.generator)
         v, y, x = recon.unbind(-1)
-        batch: Dict[str, Any] = {
-            "image": self.originals[v, y, x].float() / 255.0,
+        batch: Dict[str, Any] = {  # current = originals outside the masks, observed colours on their trained seen part
+            "image": self.current[v, y, x].float() / 255.0,
             "indices": recon,
             "num_recon_rays": len(recon),
         }
@@ -189,13 +191,27 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         assert self.fill_masks is not None
         return self.fill_masks[torch.as_tensor(list(views), dtype=torch.long, device=self.fill_masks.device)]
 
-    def set_fill_masks(self, views: Sequence[int], fill_masks: Tensor, step: int) -> None:
+    def view_seen_trained(self, views: Sequence[int]) -> Tensor:
+        """bool [V, H, W]: the pixels of some views' masks that hold the colour other views observed."""
+        assert self.seen_trained is not None
+        return self.seen_trained[torch.as_tensor(list(views), dtype=torch.long, device=self.seen_trained.device)]
+
+    def set_fill_masks(self, views: Sequence[int], fill_masks: Tensor, step: int,
+                       seen_colours: Optional[Tensor] = None, seen_valid: Optional[Tensor] = None) -> None:
         """Inpaint only ``fill_masks`` (bool [V, H, W], kept inside the masks) of ``views`` from now on; patches
-        are drawn over the fill masks. ``step`` is when they were computed (kept in checkpoints)."""
-        assert self.masks is not None and self.fill_masks is not None
+        are drawn over the fill masks. ``step`` is when they were computed (kept in checkpoints). With
+        ``seen_colours`` (float [V, H, W, 3] in [0, 1]) the pixels ``seen_valid`` (bool [V, H, W], outside the fill
+        masks) hold those colours and are drawn with the observed rays from now on."""
+        assert self.masks is not None and self.fill_masks is not None and self.current is not None
         idx = torch.as_tensor(list(views), dtype=torch.long, device=self.fill_masks.device)
         self.fill_masks[idx] = fill_masks.to(self.fill_masks.device).bool() & self.masks[idx]
-        self.pools = PixelPools.from_masks(self.masks, self.fill_masks)
+        self.seen_trained[idx] = False
+        if seen_colours is not None and seen_valid is not None:
+            valid = seen_valid.to(self.masks.device).bool() & self.masks[idx] & ~self.fill_masks[idx]
+            colours = (seen_colours.to(self.current.device).clamp(0, 1) * 255.0).round().to(torch.uint8)
+            self.current[idx] = torch.where(valid[..., None], colours, self.current[idx])
+            self.seen_trained[idx] = valid
+        self.pools = PixelPools.from_masks(self.masks, self.fill_masks, self.seen_trained)
         self.visibility_step = int(step)
 
     def view_images(self, views: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
@@ -236,6 +252,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             "inpainted": self.current[views].cpu(),
             "sampler_rng": self.generator.get_state(),
             "fill_masks": self.fill_masks[views].cpu(),
+            "seen_trained": self.seen_trained[views].cpu(),
             "visibility_step": self.visibility_step,
         }
 
@@ -266,6 +283,8 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         if "fill_masks" in state:  # absent in checkpoints written before visibility-aware inpainting
             assert self.masks is not None and self.fill_masks is not None
             self.fill_masks[views] = state["fill_masks"].to(self.fill_masks.device).bool() & self.masks[views]
-            self.pools = PixelPools.from_masks(self.masks, self.fill_masks)
+            if "seen_trained" in state:  # absent before the seen parts were trained on their observed colours
+                self.seen_trained[views] = state["seen_trained"].to(self.masks.device).bool() & self.masks[views]
+            self.pools = PixelPools.from_masks(self.masks, self.fill_masks, self.seen_trained)
             self.visibility_step = state.get("visibility_step")
         self._pending_state = None

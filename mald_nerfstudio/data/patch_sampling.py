@@ -25,7 +25,8 @@ class PixelPools:
     """Flat indices (view * H * W + y * W + x) of observed and of masked training pixels."""
 
     observed: Tensor
-    """Flat indices of the pixels outside every mask (int32 where they fit)."""
+    """Flat indices of the pixels trained on their colour: outside every mask, and seen parts given their observed
+    colour (int32 where they fit)."""
     masked: Tensor
     """Flat indices of the pixels to inpaint (the fill masks': only what no view saw, with visibility)."""
     height: int
@@ -34,14 +35,17 @@ class PixelPools:
     """Image width of the training views."""
 
     @classmethod
-    def from_masks(cls, masks: Tensor, fill_masks: Optional[Tensor] = None) -> "PixelPools":
-        """Build the pools from bool masks [N, H, W] (True = not observed) and the part of them to inpaint
-        (``fill_masks``, inside ``masks``; default: all of them)."""
+    def from_masks(cls, masks: Tensor, fill_masks: Optional[Tensor] = None, trained_seen: Optional[Tensor] = None
+                   ) -> "PixelPools":
+        """Build the pools from bool masks [N, H, W] (True = not observed), the part of them to inpaint
+        (``fill_masks``, inside ``masks``; default: all of them) and the part trained on colours other views
+        observed (``trained_seen``; default: none)."""
         flat = masks.reshape(-1)
         fill = flat if fill_masks is None else fill_masks.reshape(-1)
+        observed = ~flat if trained_seen is None else ~flat | trained_seen.reshape(-1)
         index_dtype = torch.int32 if flat.numel() < 2**31 else torch.int64
         return cls(
-            observed=torch.nonzero(~flat).squeeze(-1).to(index_dtype),
+            observed=torch.nonzero(observed).squeeze(-1).to(index_dtype),
             masked=torch.nonzero(fill).squeeze(-1).to(index_dtype),
             height=masks.shape[1],
             width=masks.shape[2],

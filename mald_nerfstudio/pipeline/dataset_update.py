@@ -179,14 +179,17 @@ class DatasetUpdater:
 
     def _fill(self, views: List[int], strength: float, partial: bool, seeds: List[int]) -> None:
         """Inpaint the fill masks of ``views`` (partially from the render when ``partial``); the rest of each mask,
-        which other views saw, is given to the inpainter as the NeRF's render and stored as such."""
+        which other views saw, is given to the inpainter as the colours those views observed (where found, else
+        the NeRF's render) and stored as such."""
         originals, current, masks = self.datamanager.view_images(views)
         fill = self.datamanager.view_fill_masks(views)
-        seen = masks & ~fill
+        observed = self.datamanager.view_seen_trained(views)
+        seen = masks & ~fill & ~observed
         renders = None
         if partial or bool(seen.any()):
             renders = render_mask_regions(self.model, self.datamanager.train_ray_generator, views, current, masks)
         images = originals if renders is None else torch.where(seen[..., None], renders, originals)
+        images = torch.where(observed[..., None], current, images)
         filled = self.inpainter.inpaint(images, fill, init=renders if partial else None, strength=strength,
                                         seeds=seeds)
         self.datamanager.set_inpainted(views, filled)
@@ -212,8 +215,13 @@ class DatasetUpdater:
             task = progress.add_task("[green]Visibility: rendering depths", total=num_views)
             depths = render_depths(self.model, manager.train_ray_generator, range(num_views), height, width,
                                    on_view=lambda: progress.advance(task))
-        fill = unseen_masks(manager.train_dataset.cameras, depths, manager.masks.cpu(), views, self.visibility)
-        manager.set_fill_masks(views, fill, step)
+        if self.visibility.train_seen:
+            fill, seen = unseen_masks(manager.train_dataset.cameras, depths, manager.masks.cpu(), views,
+                                      self.visibility, images=manager.originals.cpu())
+            manager.set_fill_masks(views, fill, step, seen_colours=seen.colours, seen_valid=seen.valid)
+        else:
+            fill = unseen_masks(manager.train_dataset.cameras, depths, manager.masks.cpu(), views, self.visibility)
+            manager.set_fill_masks(views, fill, step)
         masks = manager.masks[torch.as_tensor(views, dtype=torch.long, device=manager.masks.device)].cpu()
         fractions = fill.flatten(1).sum(1).float() / masks.flatten(1).sum(1).clamp(min=1).float()
         names = [Path(manager.train_dataset.image_filenames[v]).stem for v in views]

@@ -14,8 +14,11 @@ Here, after a warm-up on the observed pixels, every training view's depth is ren
 
 The *unseen* mask is the mask minus the seen pixels, cleaned (an opening drops specks of unseen pixels, a closing
 fills pin-holes of seen ones) and slightly dilated, inside the mask. The inpainter fills only the unseen region,
-with the NeRF's render as known content in the seen part, and the adversarial patches are drawn over the unseen
-region (:mod:`mald_nerfstudio.pipeline.dataset_update`, :mod:`mald_nerfstudio.data.datamanager`).
+and the adversarial patches are drawn over it (:mod:`mald_nerfstudio.pipeline.dataset_update`,
+:mod:`mald_nerfstudio.data.datamanager`). A seen pixel outside the cleaned unseen region takes the colour the views
+that saw its surface point observed there (their mean), and with ``train_seen`` it is trained like an observed
+pixel on that colour, in its own view too; the inpainter gets those colours (the render where none was found) as
+known content.
 
 The projection is a pinhole camera's (nerfstudio's pixel convention: pixel ``(row, col)`` covers
 ``[col, col + 1] x [row, row + 1]``); lens distortion is ignored (LLFF / SPIn-NeRF images are undistorted).
@@ -53,6 +56,8 @@ class VisibilityConfig:
     """Growth of the cleaned unseen mask (kept inside the mask), as a fraction of the image's longer side."""
     recompute_every: int = 0
     """Steps after which a dataset update computes the unseen masks again from the improved geometry (0: once)."""
+    train_seen: bool = True
+    """Train each mask's seen part, in its own view too, on the colour the views that saw it observed."""
 
 
 def _pixels(fraction: float, height: int, width: int) -> int:
@@ -60,14 +65,19 @@ def _pixels(fraction: float, height: int, width: int) -> int:
 
 
 def seen_pixels(
-    points: Tensor, view: int, cameras: Cameras, depths: Tensor, masks: Tensor, tolerance: float
+    points: Tensor, view: int, cameras: Cameras, depths: Tensor, masks: Tensor, tolerance: float,
+    images: Optional[Tensor] = None,
 ) -> Tensor:
-    """Which of view ``view``'s surface points (float [M, 3]) another training view observed (bool [M]).
+    """Which of view ``view``'s surface points (float [M, 3]) another training view observed (bool [M]); with
+    ``images`` (the N views' colours [N, H, W, 3]) also the mean colour those views observed there (float [M, 3],
+    zero where unseen), as ``(seen, colours)``.
 
     ``depths`` (float [N, H, W]) are every view's rendered depths along unit rays, ``masks`` (bool [N, H, W])
     every view's inpainting masks; ``cameras`` are the N training cameras (pinhole).
     """
     seen = torch.zeros(len(points), dtype=torch.bool, device=points.device)
+    colour_sum = torch.zeros((len(points), 3), device=points.device)
+    count = torch.zeros(len(points), device=points.device)
     height, width = masks.shape[1], masks.shape[2]
     c2w = cameras.camera_to_worlds.to(points)
     fx, fy = cameras.fx[:, 0].to(points), cameras.fy[:, 0].to(points)
@@ -89,8 +99,14 @@ def seen_pixels(
         rendered = depths[other, r, c].to(points)
         distance = torch.linalg.norm(points - centre, dim=-1)
         agrees = (distance - rendered).abs() <= tolerance * rendered
-        seen |= inside & observed & agrees
-    return seen
+        hit = inside & observed & agrees
+        seen |= hit
+        if images is not None:
+            colour_sum += hit[:, None] * images[other, r, c].to(colour_sum)
+            count += hit
+    if images is None:
+        return seen
+    return seen, colour_sum / count.clamp(min=1)[:, None]
 
 
 def clean_unseen(unseen: np.ndarray, mask: np.ndarray, radius_px: int, dilation_px: int) -> np.ndarray:
@@ -106,15 +122,30 @@ def clean_unseen(unseen: np.ndarray, mask: np.ndarray, radius_px: int, dilation_
     return out.astype(bool) & mask
 
 
+@dataclass
+class SeenColours:
+    """The colours observed at the seen pixels of some views' masks."""
+
+    colours: Tensor
+    """float [V, H, W, 3] in [0, 1]: the mean colour the views that saw each pixel's surface point observed."""
+    valid: Tensor
+    """bool [V, H, W]: seen pixels outside the cleaned unseen mask, where ``colours`` holds such a colour."""
+
+
 def unseen_masks(
-    cameras: Cameras, depths: Tensor, masks: Tensor, views: Sequence[int], config: VisibilityConfig
-) -> Tensor:
+    cameras: Cameras, depths: Tensor, masks: Tensor, views: Sequence[int], config: VisibilityConfig,
+    images: Optional[Tensor] = None,
+):
     """The cleaned unseen masks (bool [len(views), H, W]) of ``views``, from every training view's rendered depth
-    (float [N, H, W], along unit rays) and mask (bool [N, H, W])."""
+    (float [N, H, W], along unit rays) and mask (bool [N, H, W]); with ``images`` (every view's observed colours,
+    uint8 [N, H, W, 3], or float in [0, 1]) also the :class:`SeenColours` of the rest of each mask, as
+    ``(unseen, seen)``."""
     height, width = masks.shape[1], masks.shape[2]
     generator = RayGenerator(cameras.to("cpu"))
     depths, masks = depths.float().cpu(), masks.bool().cpu()
     out = torch.zeros((len(views), height, width), dtype=torch.bool)
+    colours = torch.zeros((len(views), height, width, 3)) if images is not None else None
+    valid = torch.zeros((len(views), height, width), dtype=torch.bool)
     radius = _pixels(config.cleaning_radius, height, width)
     dilation = _pixels(config.dilation, height, width)
     for row, view in enumerate(views):
@@ -123,11 +154,21 @@ def unseen_masks(
             continue
         bundle = generator(torch.stack([torch.full_like(ys, int(view)), ys, xs], dim=-1))
         points = bundle.origins + bundle.directions * depths[view, ys, xs, None]
-        seen = seen_pixels(points, int(view), cameras, depths, masks, config.depth_tolerance)
+        if images is None:
+            seen = seen_pixels(points, int(view), cameras, depths, masks, config.depth_tolerance)
+        else:
+            seen, found = seen_pixels(points, int(view), cameras, depths, masks, config.depth_tolerance,
+                                      images.cpu())
+            if images.dtype == torch.uint8:
+                found = found / 255.0
+            colours[row, ys[seen], xs[seen]] = found[seen]
+            valid[row, ys[seen], xs[seen]] = True
         raw = torch.zeros((height, width), dtype=torch.bool)
         raw[ys[~seen], xs[~seen]] = True
         out[row] = torch.from_numpy(clean_unseen(raw.numpy(), masks[view].numpy(), radius, dilation))
-    return out
+    if images is None:
+        return out
+    return out, SeenColours(colours=colours, valid=valid & ~out)
 
 
 @torch.no_grad()

@@ -76,6 +76,30 @@ def test_unseen_masks_keep_what_no_other_view_saw():
     assert not (unseen & ~masks[0]).any()
 
 
+def test_seen_pixels_take_the_colour_the_other_view_observed_there():
+    """The same three cameras: each of A's seen pixels gets B's colour at the pixel its plane point projects to (B's
+    image is a ramp over columns); unseen pixels get none."""
+    cameras = _cameras((0.0, 0.0, 3.0), (1.0, 0.0, 3.0), (-1.0, 0.0, 3.0))
+    depths = _plane_depths(cameras)
+    depths[2] = 0.5
+    masks = torch.zeros((3, SIZE, SIZE), dtype=torch.bool)
+    masks[0, 24:40, 24:40] = True
+    masks[1, :, 10:20] = True
+    images = torch.zeros((3, SIZE, SIZE, 3), dtype=torch.uint8)
+    images[1, :, :, 0] = (torch.arange(SIZE) * 4).to(torch.uint8)[None, :]  # B's red channel: 4 x column
+    images[1, :, :, 1] = 200
+    config = VisibilityConfig(cleaning_radius=0.0, dilation=0.0)
+    unseen, seen = unseen_masks(cameras, depths, masks, [0], config, images=images)
+    assert torch.equal(unseen[0], unseen_masks(cameras, depths, masks, [0], config)[0])
+    assert torch.equal(seen.valid[0], masks[0] & ~unseen[0]) and seen.valid.any()
+    rows, cols = torch.nonzero(seen.valid[0], as_tuple=True)
+    x = (cols + 0.5 - SIZE / 2) * 3.0 / FOCAL
+    col_in_b = torch.floor(FOCAL * (x - 1.0) / 3.0 + SIZE / 2).long()
+    assert torch.allclose(seen.colours[0, rows, cols, 0], col_in_b.float() * 4 / 255.0)
+    assert torch.allclose(seen.colours[0, rows, cols, 1], torch.full((len(rows),), 200 / 255.0))
+    assert not seen.colours[0][~seen.valid[0]].any()
+
+
 def test_cleaning_drops_specks_fills_pin_holes_and_stays_inside_the_mask():
     mask = np.zeros((40, 40), bool)
     mask[5:35, 5:35] = True
@@ -125,12 +149,26 @@ def test_after_the_warm_up_only_the_unseen_part_is_inpainted_and_patched(demo_sc
     assert fill.sum() < masks.sum()  # the demo's cameras see some of the wall and floor behind the ball
     folder = trainer.base_dir / "unseen_masks" / "step_000029"
     assert len(list(folder.glob("*.png"))) == len(views)
-    # The inpainter got the NeRF's render, not the ball, in the seen part of each mask.
+    # The inpainter got the colours other views observed (the render where none was found), not the ball, in the
+    # seen part of each mask; those colours are what the seen part is trained on.
     images, given_masks = calls[0]
-    originals, _, first_masks = manager.view_images(views[: len(images)])
+    originals, current, first_masks = manager.view_images(views[: len(images)])
     seen = first_masks & ~given_masks
-    assert seen.any()
+    trained = manager.view_seen_trained(views[: len(images)])
+    assert seen.any() and trained.any() and not (trained & ~seen).any()
     assert (images[seen] - originals[seen]).abs().mean() > 0.05
+    assert torch.allclose(images[trained], current[trained], atol=1 / 255)
+    # Observed rays now include the trained seen pixels, with those colours.
+    for step in range(100, 120):
+        ray_bundle, batch = manager.next_train(step)
+        v, y, x = batch["indices"].unbind(-1)
+        inside = manager.masks[v, y, x]
+        assert not (inside & ~manager.seen_trained[v, y, x]).any()
+        if inside.any():
+            break
+    assert inside.any()
+    assert torch.equal(batch["image"], manager.current[v, y, x].float() / 255.0)
+    assert (batch["image"][inside] - manager.originals[v, y, x][inside].float() / 255.0).abs().mean() > 0.05
     # Patches are judged on the unseen part only.
     _, batch = manager.next_train(100)
     patch_views, ys, xs = batch["patch_indices"].reshape(-1, 3).unbind(-1)
@@ -139,6 +177,7 @@ def test_after_the_warm_up_only_the_unseen_part_is_inpainted_and_patched(demo_sc
     resumed = setup_trainer(tiny_config(demo_scene, tmp_path / "resumed", steps=41, edit=lambda c: (
         edit(c), setattr(c, "load_dir", trainer.checkpoint_dir))))
     assert torch.equal(resumed.pipeline.datamanager.fill_masks, manager.fill_masks)
+    assert torch.equal(resumed.pipeline.datamanager.seen_trained, manager.seen_trained)
     assert resumed.pipeline.datamanager.visibility_step == 29
 
 
