@@ -256,12 +256,24 @@ def check_visibility(run: Run) -> None:
     assert config.enabled and config.depth_tolerance == pytest.approx(0.1) and config.recompute_every == 2
     assert manager.visibility_step == 3  # computed at step 1 (end of the warm-up), again at the update of step 3
     assert not (manager.fill_masks & ~manager.masks).any()
+    assert config.train_seen and manager.seen_trained.any() and not (manager.seen_trained & manager.fill_masks).any()
     for step in (1, 3):
         assert list((Path(run.trainer.base_dir) / "unseen_masks" / f"step_{step:06d}").glob("*.png"))
     for batch in run.batches:
         if "patch_real" in batch:
             views, ys, xs = batch["patch_indices"].reshape(-1, 3).unbind(-1)
             assert not (batch["patch_mask"].reshape(-1) & ~manager.masks[views, ys, xs]).any()
+
+
+def check_seen_untrained(run: Run) -> None:
+    """Visibility on with train-seen False: the seen parts of the masks hold no observed colours and no observed
+    ray is drawn inside a mask (with train-seen, the default, check_visibility's run draws some there)."""
+    manager = run.pipeline.datamanager
+    assert not run.pipeline.config.visibility.train_seen and manager.visibility_step == 1
+    assert not manager.seen_trained.any()
+    for batch in run.batches:
+        views, ys, xs = batch["indices"].unbind(-1)
+        assert not manager.masks[views, ys, xs].any()
 
 
 def check_whole_masks(run: Run) -> None:
@@ -357,6 +369,11 @@ CASES: Dict[str, Tuple[List[str], Callable[[Run], None], Optional[Callable]]] = 
         check_visibility, None,
     ),
     "visibility-enabled-False": (["--pipeline.visibility.enabled", "False"], check_whole_masks, None),
+    "visibility-train-seen-False": (
+        ["--pipeline.visibility.enabled", "True", "--pipeline.dataset-update.warmup-steps", "2",
+         "--pipeline.visibility.train-seen", "False"],
+        check_seen_untrained, None,
+    ),
     "patch-appearance-mean": (["--pipeline.model.patch-appearance", "mean"], _check_patch_appearance("mean"), None),
     "patch-appearance-trained": (["--pipeline.model.patch-appearance", "trained"],
                                  _check_patch_appearance("trained"), None),
