@@ -123,7 +123,8 @@ def test_the_next_commands_print_whole_lines_without_library_warnings(capture_ru
     out = capture_run["out"]
     assert f"ns-train mald-nerf --data {out}" in lines and f"ns-train mald-nerf-tiny --data {out}" in lines
     assert "Warning" not in capture_run["stdout"] and "eval-mode" not in capture_run["stdout"]
-    assert any(line.startswith("Note: images from images/ at 160x120") for line in lines)
+    assert any(line.startswith("Note: images from images/ at 160x120") and "transforms.json's own frame" in line
+               for line in lines)
 
 
 def test_the_box_in_capture_coordinates_reuses_the_reconstruction_and_gives_the_same_masks(capture_run):
@@ -212,6 +213,7 @@ def test_llff_object_free_views_and_the_masks_resolution_come_from_the_labels(tm
     assert any("masks are made for images_2/" in line for line in lines)
     assert any(line.startswith("Note: 2 object-free view(s)") and "last 4 of the 6 images" in line for line in lines)
     assert "Note: images from images_2/ at 24x18" in result.stdout
+    assert "in the world frame of poses_bounds.npy's camera positions, unscaled" in result.stdout  # the capture frame
     frames = json.loads((tmp_path / "out" / sc.RECONSTRUCTION_JSON).read_text())["frames"]
     assert len(frames) == 4
     assert Image.open(tmp_path / "out" / frames[0]["file_path"]).size == (24, 18)
