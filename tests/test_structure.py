@@ -1,32 +1,47 @@
-"""The package's shape: control runs one way (no module imports one that imports it back) and every config field
-has the one-line docstring that ``ns-train --help`` prints."""
+"""The package's shape: control runs one way (the layers of docs/architecture.md: no import, type-only included,
+goes to a higher layer or back to a module that imports it) and every config field has the one-line docstring that
+``ns-train --help`` prints."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+import re
 from pathlib import Path
 from typing import Dict, List, Set
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mald_nerfstudio"
+METHOD_CONFIGS = REPO / "method_configs"
+ARCHITECTURE = REPO / "docs" / "architecture.md"
+
+
+def _relative(path: Path) -> str:
+    """A file's path as docs/architecture.md writes it: relative to mald_nerfstudio/ (method_configs/ as is)."""
+    if path.is_relative_to(METHOD_CONFIGS):
+        return path.relative_to(REPO).as_posix()
+    return path.relative_to(PACKAGE).as_posix()
 
 
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if path.is_relative_to(METHOD_CONFIGS):  # installed as mald_nerfstudio.method_configs
+        parts = ["mald_nerfstudio", *path.relative_to(REPO).with_suffix("").parts]
+    else:
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def _runtime_imports(path: Path, modules: Set[str]) -> Set[str]:
-    """Package modules ``path`` imports anywhere (module level or inside functions), except under TYPE_CHECKING."""
+def _files() -> Dict[str, Path]:
+    return {_module_name(path): path for path in [*PACKAGE.rglob("*.py"), *METHOD_CONFIGS.rglob("*.py")]}
+
+
+def _imports(path: Path, modules: Set[str]) -> Set[str]:
+    """Package modules ``path`` imports anywhere: module level, inside functions, and under TYPE_CHECKING."""
     found: Set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            for child in node.orelse:
-                visit(child)
-            return
         names: List[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -41,8 +56,8 @@ def _runtime_imports(path: Path, modules: Set[str]) -> Set[str]:
 
 
 def _import_graph() -> Dict[str, Set[str]]:
-    files = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
-    return {name: _runtime_imports(path, set(files)) - {name} for name, path in files.items()}
+    files = _files()
+    return {name: _imports(path, set(files)) - {name} for name, path in files.items()}
 
 
 def _cycles(graph: Dict[str, Set[str]]) -> List[str]:
@@ -66,13 +81,54 @@ def test_no_module_of_the_package_imports_one_that_imports_it_back():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
-def test_the_import_check_sees_an_import_inside_a_function_and_the_cycle_it_closes(tmp_path):
+def test_the_import_check_sees_imports_inside_functions_and_under_type_checking(tmp_path):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
-    a.write_text("import b\n")
-    b.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import c\ndef f():\n    from a import x\n")
-    graph = {"a": _runtime_imports(a, {"a", "b", "c"}), "b": _runtime_imports(b, {"a", "b", "c"})}
-    assert graph == {"a": {"b"}, "b": {"a"}}
-    assert _cycles(graph) == ["a -> b -> a", "b -> a -> b"]
+    a.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import c\n")
+    b.write_text("def f():\n    from a import x\n")
+    graph = {"a": _imports(a, {"a", "b", "c"}), "b": _imports(b, {"a", "b", "c"}), "c": {"b"}}
+    assert graph == {"a": {"c"}, "b": {"a"}, "c": {"b"}}
+    assert _cycles(graph) == ["a -> c -> b -> a", "b -> a -> c -> b", "c -> b -> a -> c"]
+
+
+def _layers() -> List[List[str]]:
+    """The file patterns of each layer of docs/architecture.md's table, lowest first."""
+    text = ARCHITECTURE.read_text()
+    table = text[text.index("## Layers"):]
+    rows = re.findall(r"^\| (\d+) \| (.+?) \| .+ \|$", table, flags=re.MULTILINE)
+    assert [int(number) for number, _ in rows] == list(range(1, len(rows) + 1)), rows
+    return [re.findall(r"`([^`]+)`", files) for _, files in rows]
+
+
+def _layer_of(layers: List[List[str]]) -> Dict[str, int]:
+    out: Dict[str, int] = {}
+    for name, path in _files().items():
+        found = [k for k, patterns in enumerate(layers) if any(fnmatch.fnmatch(_relative(path), p) for p in patterns)]
+        assert len(found) == 1, f"{_relative(path)} is in layers {[k + 1 for k in found]} of docs/architecture.md"
+        out[name] = found[0]
+    return out
+
+
+def test_every_file_is_in_one_layer_and_every_layer_pattern_names_a_file():
+    layers = _layers()
+    _layer_of(layers)
+    relative = [_relative(path) for path in _files().values()]
+    for patterns in layers:
+        for pattern in patterns:
+            assert any(fnmatch.fnmatch(r, pattern) for r in relative), f"{pattern} names no file"
+
+
+def test_no_import_goes_to_a_higher_layer():
+    layer = _layer_of(_layers())
+    upward = [f"{a} (layer {layer[a] + 1}) imports {b} (layer {layer[b] + 1})"
+              for a, targets in _import_graph().items() for b in targets if layer[b] > layer[a]]
+    assert not upward, "imports against docs/architecture.md's layers:\n" + "\n".join(sorted(upward))
+
+
+def test_the_file_names_in_architecture_md_exist():
+    text = ARCHITECTURE.read_text()
+    names = set(re.findall(r"\b((?:[a-z_]+/)+[a-z_]+\.py)\b", text))
+    missing = [n for n in names if not ((PACKAGE / n).is_file() or (REPO / n).is_file())]
+    assert names and not missing, missing
 
 
 def _dataclass_fields_without_one_line_docstring() -> List[str]:

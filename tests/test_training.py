@@ -254,7 +254,7 @@ def test_warmup_trains_observed_pixels_then_inpaints_from_the_render(demo_scene,
 
 
 def test_dataset_update_renders_use_each_views_appearance_embedding(demo_scene, tmp_path):
-    from mald_nerfstudio.pipeline.dataset_update import render_mask_regions
+    from mald_nerfstudio.model.view_render import render_mask_regions
 
     trainer = setup_trainer(tiny_config(demo_scene, tmp_path, steps=1))
     model, manager = trainer.pipeline.model, trainer.pipeline.datamanager

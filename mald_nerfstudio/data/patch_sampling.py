@@ -25,8 +25,7 @@ class PixelPools:
     """Flat indices (view * H * W + y * W + x) of observed and of masked training pixels."""
 
     observed: Tensor
-    """Flat indices of the pixels trained on their colour: outside every mask, and seen parts given their observed
-    colour (int32 where they fit)."""
+    """Flat indices of the pixels trained on their colour: outside the masks, and seen parts given an observed one."""
     masked: Tensor
     """Flat indices of the pixels to inpaint (the fill masks': only what no view saw, with visibility)."""
     height: int

@@ -26,8 +26,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from mald_nerfstudio.data.auto_dataparser import MaldDataParser
 from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
-from mald_nerfstudio.eval.border_crops import border_crop_boxes, observed_crops
-from mald_nerfstudio.eval.metrics import MASKED_METRICS, PER_SET_METRICS
+from mald_nerfstudio.metrics.border_crops import border_crop_boxes, observed_crops
+from mald_nerfstudio.metrics.inpainting import MASKED_METRICS, PER_SET_METRICS
 
 
 def nan_mean_std(values: Sequence[Optional[float]]) -> Tuple[float, float]:
@@ -56,7 +56,7 @@ def where_test_masks_go(dataparser: Any, images: Sequence[Path]) -> str:
         label_dir = Path(images[0]).parent / "label"
         return (
             f"put each test view's mask in {label_dir}/ under the test image's file name (e.g. {label_dir / example}; "
-            f"the test views are the first {config.num_test_views} images by file name), {what}"
+            f"the test views are the first {len(images)} images by file name), {what}"
         )
     if isinstance(config, NerfstudioDataParserConfig):
         data = Path(config.data)
@@ -163,7 +163,7 @@ def evaluate_without_ground_truth(pipeline: Any, with_details: bool = False) -> 
     """Scenes without object-free views (LLFF-style, the paper's second benchmark): every masked training view is
     rendered, crops around its inpainting border are compared with crops of observed pixels of the training images:
     ``c_swd`` always, C-FID / C-KID where the Inception weights exist."""
-    from mald_nerfstudio.pipeline.dataset_update import render_mask_regions  # the pipeline imports this module
+    from mald_nerfstudio.model.view_render import render_mask_regions
 
     manager, model = pipeline.datamanager, pipeline.model
     views = manager.views_with_masks().tolist()

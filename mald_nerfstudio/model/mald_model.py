@@ -41,7 +41,7 @@ from nerfstudio.models.base_model import Model
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 
 from mald_nerfstudio.data.patch_sampling import PATCH_RAY_KEY, PATCH_SIZE_KEY
-from mald_nerfstudio.eval.metrics import InpaintingMetrics, MetricsConfig
+from mald_nerfstudio.metrics.inpainting import InpaintingMetrics, MetricsConfig
 from mald_nerfstudio.model.adversarial_loss import (
     AdversarialLossConfig,
     DiscriminatorLossOutput,
@@ -332,7 +332,7 @@ class MaldNerfModel(NerfactoModel):
     def mask_lpips_net(self) -> nn.Module:
         """The LPIPS network of the in-mask LPIPS loss (raises MaldSetupError when its weights are missing)."""
         if "mask_lpips" not in self._evaluation_networks:
-            from mald_nerfstudio.eval.metric_networks import build_lpips
+            from mald_nerfstudio.metrics.networks import build_lpips
 
             metrics = self.config.metrics  # the same network and weight file as the LPIPS metric
             net = build_lpips(metrics.lpips_net, metrics.lpips_weights_path).to(self.device)

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch import Tensor
 
 from nerfstudio.configs import base_config  # noqa: F401  (imported before writer: nerfstudio's import cycle)
 from nerfstudio.utils import writer
@@ -34,6 +33,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from mald_nerfstudio.data.image_io import write_mask_png
 from mald_nerfstudio.inpaint.base import Inpainter
 from mald_nerfstudio.inpaint.schedule import noise_strength
+from mald_nerfstudio.model.view_render import render_mask_regions
 from mald_nerfstudio.pipeline.visibility import VisibilityConfig, render_depths, unseen_masks
 
 if TYPE_CHECKING:
@@ -84,47 +84,6 @@ def last_update_index(config: DatasetUpdateConfig, max_num_iterations: int) -> i
 def view_seeds(base: int, update_index: int, views: Sequence[int]) -> List[int]:
     """Distinct, reproducible seeds per (update, view)."""
     return [base + 100_003 * (update_index + 1) + int(v) for v in views]
-
-
-@torch.no_grad()
-def render_mask_regions(
-    model: "Model", ray_generator: Callable[[Tensor], Any], views: Sequence[int], current: Tensor, masks: Tensor
-) -> Tensor:
-    """Render each view inside its mask's bounding box; outside it the current inpainted image is kept.
-
-    ``current`` (float [V, H, W, 3]) and ``masks`` (bool [V, H, W]) are the views' images and masks, on the
-    device of ``ray_generator`` (the datamanager's, indexed by training-view number). Returns float [V, H, W, 3].
-    Only the box is rendered, which is what the inpainters change.
-    """
-    out = current.clone()
-    camera_optimizer = getattr(model, "camera_optimizer", None)
-    was_training = model.training
-    model.eval()
-    field = getattr(model, "field", None)
-    if field is not None and hasattr(field, "embedding_appearance"):
-        # nerfacto's field looks up each view's appearance embedding only in training mode (eval renders use the
-        # mean); the patches the NeRF is trained on use the view's own, so the render to inpaint from must too.
-        field.train()
-    try:
-        for row, (view, mask) in enumerate(zip(views, masks)):
-            ys, xs = torch.nonzero(mask, as_tuple=True)
-            if len(ys) == 0:
-                continue
-            top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-            grid_y, grid_x = torch.meshgrid(
-                torch.arange(top, bottom, device=mask.device), torch.arange(left, right, device=mask.device),
-                indexing="ij",
-            )
-            indices = torch.stack([torch.full_like(grid_y, int(view)), grid_y, grid_x], dim=-1).reshape(-1, 3)
-            bundle = ray_generator(indices)
-            if camera_optimizer is not None:
-                camera_optimizer.apply_to_raybundle(bundle)
-            bundle = bundle.reshape((bottom - top, right - left))
-            rgb = model.get_outputs_for_camera_ray_bundle(bundle)["rgb"]
-            out[row, top:bottom, left:right] = rgb.to(out).clamp(0, 1)
-    finally:
-        model.train(was_training)
-    return out
 
 
 class DatasetUpdater:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Type
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Type
 
 import torch
 
@@ -40,8 +40,16 @@ from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, Dataset
 from mald_nerfstudio.pipeline.viewer_feedback import refresh_camera_thumbnails
 from mald_nerfstudio.pipeline.visibility import VisibilityConfig
 
-if TYPE_CHECKING:
-    from mald_nerfstudio.trainer import MaldTrainer
+
+
+class TrainingRun(Protocol):
+    """What the pipeline's callbacks read of the trainer that runs them (``trainer.MaldTrainer``, which imports
+    this module): the run folder, the schedule's length and horizon, and the viewer."""
+
+    base_dir: Path
+    run_length: int
+    schedule_horizon: int
+    viewer_state: Any
 
 
 @dataclass
@@ -118,7 +126,7 @@ class MaldPipeline(VanillaPipeline):
         return self._inpainter
 
     # ---------------------------------------------------------- preparation
-    def prepare_training(self, trainer: "MaldTrainer") -> None:
+    def prepare_training(self, trainer: "TrainingRun") -> None:
         """Customise the LDM, then inpaint the training views (skipped when a checkpoint restored them)."""
         self._prepared = True
         if not self.inpaints:
@@ -210,18 +218,18 @@ class MaldPipeline(VanillaPipeline):
         if history:
             self.viewer_strength.value = float(history[-1][1])
 
-    def _show_update(self, trainer: "MaldTrainer", views: List[int]) -> None:
+    def _show_update(self, trainer: "TrainingRun", views: List[int]) -> None:
         """The update numbers, and the refreshed views' thumbnails when the run has a viewer."""
         self._show_update_numbers()
         if views and trainer.viewer_state is not None:
             unseen = self.datamanager.fill_masks if self.config.visibility.enabled else None
             refresh_camera_thumbnails(trainer.viewer_state, self.datamanager.train_dataset, views, unseen)
 
-    def _prepare_before_first_step(self, trainer: "MaldTrainer", step: int) -> None:
+    def _prepare_before_first_step(self, trainer: "TrainingRun", step: int) -> None:
         if not self._prepared:  # the viewer's scene is up by now, so it shows the cameras during the preparation
             self.prepare_training(trainer)
 
-    def _update_after_step(self, trainer: "MaldTrainer", step: int) -> None:
+    def _update_after_step(self, trainer: "TrainingRun", step: int) -> None:
         views = self.updater.step(step) if self.updater is not None else []  # a pass offloads the LDM at its end
         if views:
             self._show_update(trainer, views)

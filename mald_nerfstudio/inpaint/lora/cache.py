@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, Protocol, Union
 
 import numpy as np
 from jaxtyping import Bool, Float
@@ -20,11 +20,19 @@ from torch import Tensor
 from mald_nerfstudio.errors import MaldInputError
 from mald_nerfstudio.inpaint.base import Inpainter
 
-if TYPE_CHECKING:  # type checkers only: ldm.py imports this package, training.py imports this module
+if TYPE_CHECKING:  # type checkers only: heavy, and ldm.py imports this package
     from diffusers import StableDiffusionInpaintPipeline
 
     from mald_nerfstudio.inpaint.ldm import LDMInpainter
-    from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig
+
+
+class CacheSettings(Protocol):
+    """What the cache needs of a LoRA customisation config (``training.LoRACustomizationConfig``, which imports
+    this module)."""
+
+    cache_dir: Optional[Path]
+
+    def training_settings(self) -> dict: ...
 
 #: Bump when the training recipe changes so old cached adapters are not reused.
 RECIPE_VERSION = "mald-lora-1"
@@ -50,7 +58,7 @@ def scene_cache_key(
     images: Float[Tensor, "B H W 3"],
     object_masks: Bool[Tensor, "B H W"],
     base_model: str,
-    config: LoRACustomizationConfig,
+    config: CacheSettings,
 ) -> str:
     """Hash of the image bytes, mask bytes, base model and training settings (the adapter's cache name)."""
     import transformers
@@ -74,7 +82,7 @@ def scene_adapter_dir(
     images: Float[Tensor, "B H W 3"],
     object_masks: Bool[Tensor, "B H W"],
     base_model: str,
-    config: LoRACustomizationConfig,
+    config: CacheSettings,
 ) -> Path:
     """Where the adapter for this scene, base model and config is (or will be) stored."""
     return cache_root(config.cache_dir) / scene_cache_key(images, object_masks, base_model, config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Tuple
+from typing import Protocol, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +11,16 @@ from torch import Tensor
 
 from mald_nerfstudio.inpaint.partial_ddim import latent_mask
 
-if TYPE_CHECKING:  # training.py imports this module
-    from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig
+
+
+class CropSettings(Protocol):
+    """What a training batch needs of a LoRA customisation config (``training.LoRACustomizationConfig``, which
+    imports this module)."""
+
+    resolution: int
+    batch_size: int
+    num_rectangles: Tuple[int, int]
+    rectangle_size: Tuple[float, float]
 
 
 def object_latent_mask(object_masks: Bool[Tensor, "B 1 H W"], factor: int) -> Float[Tensor, "B 1 h w"]:
@@ -72,7 +80,7 @@ def prepare_scene(
 def training_batch(
     images: Float[Tensor, "N 3 h w"],
     object_masks: Bool[Tensor, "N 1 h w"],
-    config: LoRACustomizationConfig,
+    config: CropSettings,
     generator: torch.Generator,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """One batch of the self-supervised task: crops, their inpainting masks, their object masks.

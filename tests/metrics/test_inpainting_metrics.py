@@ -20,17 +20,17 @@ import torch
 import torchvision
 from scipy import linalg
 
-import mald_nerfstudio.eval.metrics as metrics_module
+import mald_nerfstudio.metrics.inpainting as metrics_module
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
-from mald_nerfstudio.eval.border_crops import border_crop_boxes, border_crops, mask_border_points
-from mald_nerfstudio.eval.metric_networks import (
+from mald_nerfstudio.metrics.border_crops import border_crop_boxes, border_crops, mask_border_points
+from mald_nerfstudio.metrics.networks import (
     INCEPTION_FID,
     LPIPS_BACKBONES,
     PerceptualDistance,
     build_inception,
     build_lpips,
 )
-from mald_nerfstudio.eval.metrics import (
+from mald_nerfstudio.metrics.inpainting import (
     MASKED_METRICS,
     InpaintingMetrics,
     MetricsConfig,
@@ -375,7 +375,7 @@ def test_scene_without_object_free_views_is_scored_on_border_crops_against_obser
 
 
 def test_observed_crops_never_contain_a_masked_pixel():
-    from mald_nerfstudio.eval.border_crops import observed_crops
+    from mald_nerfstudio.metrics.border_crops import observed_crops
 
     mask = torch.zeros(60, 80, dtype=torch.bool)
     mask[20:40, 30:50] = True

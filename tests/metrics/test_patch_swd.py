@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mald_nerfstudio.eval.patch_swd import laplacian_pyramid, masked_sharpness, rgb_swd, sliced_wasserstein, swd
+from mald_nerfstudio.metrics.patch_swd import laplacian_pyramid, masked_sharpness, rgb_swd, sliced_wasserstein, swd
 
 H, W = 96, 128
 
