@@ -4,8 +4,8 @@ torch >= 2.6 loads checkpoints with ``weights_only=True``. nerfstudio's learning
 float64 values into the optimizer/scheduler state, so every released nerfstudio checkpoint fails to load
 (``Unsupported global: numpy.core.multiarray.scalar``; nerfstudio issue #3683). Turning ``weights_only`` off
 would let a checkpoint run arbitrary code. Instead we allow-list the plain numpy data types that appear in
-those files, which keeps the safe loader. This runs when the plugin is imported, which nerfstudio does (via
-its entry points) before any ``ns-*`` command loads a checkpoint.
+those files, which keeps the safe loader. This runs when one of our commands, trainers, pipelines or data parsers
+starts (:func:`mald_nerfstudio.errors.install_run_hooks`), before any of our checkpoints is loaded.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Bad input (a missing mask, a corrupt image, poses with NaN, ...) must reach the user as one clear paragraph
 that names the file and the fix, not as a stack trace. Library code raises :class:`MaldInputError`; when such
 an error reaches the top of a command (``ns-train``, ``ns-eval``, our own CLIs), the hook installed by
-:func:`install_excepthook` prints the paragraph and exits with status 1. Inside Python (tests, notebooks)
+:func:`install_run_hooks` prints the paragraph and exits with status 1. The hooks are installed where one of our
+commands or methods starts (its entry point, the trainer, the pipeline, the data parsers), never on import, so
+other methods' ``ns-*`` commands run as nerfstudio made them. Inside Python (tests, notebooks)
 it stays an ordinary exception. The hook also turns a checkpoint that nerfstudio's own loaders (``ns-eval``,
 ``ns-viewer``, ``ns-render``) cannot decode, and a checkpoint folder they cannot list (empty, or holding other
 files), into the same kind of paragraph, naming the file or folder.
@@ -152,3 +154,13 @@ def install_excepthook() -> None:
     """Print our user-facing errors as a paragraph (exit status stays 1); all other exceptions are untouched."""
     if getattr(sys.excepthook, "__name__", "") != "_hook":
         sys.excepthook = _hook
+
+
+def install_run_hooks() -> None:
+    """What one of our commands or methods installs when it starts: the paragraph for our errors
+    (:func:`install_excepthook`) and the numpy scalars nerfstudio's checkpoints hold on torch's safe loader
+    (:func:`~mald_nerfstudio.checkpoint_compat.allow_numpy_scalars_in_checkpoints`). Idempotent."""
+    from mald_nerfstudio.checkpoint_compat import allow_numpy_scalars_in_checkpoints
+
+    install_excepthook()
+    allow_numpy_scalars_in_checkpoints()

@@ -69,7 +69,7 @@ from mald_nerfstudio.checkpoint_files import (
     restore_rng_state,
     scene_fingerprint,
 )
-from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.errors import MaldInputError, install_run_hooks
 from mald_nerfstudio.model.adversarial_loss import PatchBatch
 from mald_nerfstudio.model.mald_model import DISCRIMINATOR_GROUP, LossPhase
 from mald_nerfstudio.pipeline.mald_pipeline import MaldPipeline
@@ -113,6 +113,7 @@ class MaldTrainer(Trainer):
     """Trainer with a separate discriminator step, a pre-training preparation hook and runs that resume exactly."""
 
     def __init__(self, config: TrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
+        install_run_hooks()  # our errors as paragraphs, our checkpoints on torch's safe loader
         super().__init__(config, local_rank, world_size)
         self.schedule_horizon: int = config.max_num_iterations
         """Length of the run the dataset-update schedule is planned for (kept from the first start on resume)."""

@@ -160,3 +160,31 @@ def _dataclass_fields_without_one_line_docstring() -> List[str]:
 def test_every_dataclass_field_has_a_one_line_docstring():
     problems = _dataclass_fields_without_one_line_docstring()
     assert not problems, "\n".join(problems)
+
+
+def test_importing_the_plugin_changes_nothing_global():
+    """nerfstudio imports every plugin before any ns-* command: importing ours (package, method configs, every
+    module) must leave sys.excepthook, torch's safe-load allow-list (numpy scalars) and torch.hub as they were
+    (other libraries we import may add their own classes to the allow-list); our commands,
+    trainer, pipeline and data parsers install the hooks when they start."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkgutil, importlib, torch, numpy as np\n"
+        "hook, download = sys.excepthook, torch.hub.download_url_to_file\n"
+        "ours = lambda: [g for g in torch.serialization.get_safe_globals() if g is np._core.multiarray.scalar or "
+        "(isinstance(g, tuple) and g[0] is np._core.multiarray.scalar)]\n"
+        "import mald_nerfstudio, mald_nerfstudio.method_configs\n"
+        "for m in pkgutil.walk_packages(mald_nerfstudio.__path__, 'mald_nerfstudio.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "assert sys.excepthook is hook, 'excepthook replaced'\n"
+        "assert not ours(), 'numpy scalars allow-listed on import'\n"
+        "assert torch.hub.download_url_to_file is download, 'torch.hub patched'\n"
+        "from mald_nerfstudio.errors import install_run_hooks\n"
+        "install_run_hooks()\n"
+        "assert sys.excepthook is not hook and ours()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]

@@ -219,9 +219,9 @@ def quiet_library_warnings() -> None:
 
 def entrypoint() -> None:
     """Command-line entry point ``mald-nerf-masks``."""
-    from mald_nerfstudio.errors import install_excepthook
+    from mald_nerfstudio.errors import install_run_hooks
 
-    install_excepthook()
+    install_run_hooks()
     quiet_library_warnings()
     tyro.cli(GenerateBoxMasks).main()
 

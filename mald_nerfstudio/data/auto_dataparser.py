@@ -15,7 +15,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 
 from mald_nerfstudio.data.nerfstudio_inpaint_dataparser import InpaintNerfstudioDataParserConfig
 from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
-from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.errors import MaldInputError, install_run_hooks
 
 
 @dataclass
@@ -44,6 +44,7 @@ class MaldDataParser(DataParser):
     config: MaldDataParserConfig
 
     def __init__(self, config: MaldDataParserConfig):
+        install_run_hooks()  # our errors as paragraphs, our checkpoints on torch's safe loader
         super().__init__(config)
         self.config = config
         self._inner: Optional[DataParser] = None

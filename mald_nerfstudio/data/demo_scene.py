@@ -58,7 +58,7 @@ from mald_nerfstudio.data.masks import dilate
 from mald_nerfstudio.data.object_free_views import SCENE_INFO_FILE
 from mald_nerfstudio.data.procedural_texture import ValueNoise, brick_wall, painted_checker, plank_floor
 from mald_nerfstudio.data.spinnerf_dataparser import SpinNerfDataParserConfig
-from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.errors import MaldInputError, install_run_hooks
 
 WALL_Z = -1.6
 """The back wall is the plane z = WALL_Z (facing +z); the floor is the plane y = 0 (facing +y)."""
@@ -770,6 +770,7 @@ class GenerateDemoScene:
 
 def entrypoint() -> None:
     """Command-line entry point ``mald-nerf-demo-scene``."""
+    install_run_hooks()
     tyro.cli(GenerateDemoScene).main()
 
 

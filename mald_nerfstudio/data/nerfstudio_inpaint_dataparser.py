@@ -29,7 +29,7 @@ from nerfstudio.utils.io import load_from_json
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec, check_scene_images, inpaint_metadata
-from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.errors import MaldInputError, install_run_hooks
 
 
 @dataclass
@@ -54,6 +54,7 @@ class InpaintNerfstudioDataParser(Nerfstudio):
     """The parser's settings."""
 
     def __init__(self, config: InpaintNerfstudioDataParserConfig):
+        install_run_hooks()  # our errors as paragraphs, our checkpoints on torch's safe loader
         super().__init__(config)
         self.config = config
         self._checked = False

@@ -33,7 +33,7 @@ from mald_nerfstudio.data.image_io import list_images, note_ignored_files, read_
 from mald_nerfstudio.data.inpaint_metadata import InpaintMaskSpec, check_scene_images, inpaint_metadata
 from mald_nerfstudio.data.llff_poses import FAR_DEPTH_PERCENTILE, far_depth_scale, load_poses_bounds
 from mald_nerfstudio.data.object_free_views import object_free_views
-from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.errors import MaldInputError, install_run_hooks
 
 
 @dataclass
@@ -74,6 +74,7 @@ class SpinNerfDataParser(DataParser):
     """The parser's settings."""
 
     def __init__(self, config: SpinNerfDataParserConfig):
+        install_run_hooks()  # our errors as paragraphs, our checkpoints on torch's safe loader
         super().__init__(config)
         self.config = config
         self._checked = False

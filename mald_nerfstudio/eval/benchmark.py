@@ -57,7 +57,7 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.errors import MaldInputError, install_run_hooks
 from mald_nerfstudio.eval.evaluate import nan_mean_std
 
 CONSOLE = Console(width=120)
@@ -535,6 +535,7 @@ def image_grid(render_dirs: List[Path], names: List[str], view: int) -> Optional
 
 def entrypoint() -> None:
     """``mald-nerf-benchmark``."""
+    install_run_hooks()
     tyro.extras.set_accent_color("bright_yellow")
     tyro.cli(Benchmark).main()
 

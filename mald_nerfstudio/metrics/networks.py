@@ -5,9 +5,9 @@ small LPIPS linear heads, which torchmetrics ships inside its package. FID and K
 network of torch-fidelity. Both libraries would download the backbone on first use; this module never lets
 them: the backbone is built without weights (``weights=None``) and then filled from a local file, either
 the one the user names in the config or the file in the torch hub cache where the libraries' own download
-would have put it (``torch.hub.get_dir()/checkpoints/<file name>``; set ``TORCH_HOME`` to move it).
-While the networks are built, ``torch.hub.download_url_to_file`` is replaced by a function that refuses, so a
-code path we did not foresee fails loudly instead of reaching for the network.
+would have put it (``torch.hub.get_dir()/checkpoints/<file name>``; set ``TORCH_HOME`` to move it). The file is
+found (or its absence reported) before anything is built, and the libraries are asked for no pretrained backbone,
+so they have nothing to download; torch itself is left as it is.
 
 When a file is missing or is not the expected checkpoint, :class:`~mald_nerfstudio.errors.MaldSetupError` is
 raised with one paragraph naming the file, where to put it and the URL to fetch it from. Nothing here ever
@@ -16,10 +16,9 @@ computes LPIPS/FID/KID with a randomly initialised network.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Literal, Optional, Sequence, Union
+from typing import Dict, List, Literal, Optional, Sequence, Union
 
 import torch
 from jaxtyping import Bool, Float
@@ -126,24 +125,6 @@ def _load_state_dict_file(path: Path, spec: WeightsFile) -> Dict[str, Tensor]:
     return state
 
 
-@contextlib.contextmanager
-def downloads_forbidden(what: str) -> Iterator[None]:
-    """Within this block, any attempt of torch hub (and the libraries built on it) to download raises."""
-
-    def _refuse(url: str, *args, **kwargs) -> None:
-        raise MaldSetupError(
-            f"Building the {what} tried to download {url}; this project never downloads weights. "
-            f"Put the file into {hub_checkpoint_dir()} or set the corresponding config field."
-        )
-
-    original = torch.hub.download_url_to_file
-    torch.hub.download_url_to_file = _refuse
-    try:
-        yield
-    finally:
-        torch.hub.download_url_to_file = original
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # LPIPS
 # ---------------------------------------------------------------------------------------------------------------
@@ -212,10 +193,9 @@ def build_lpips(net: LpipsNet = "alex", weights_path: Optional[Union[str, Path]]
     features_state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     from torchmetrics.functional.image.lpips import _NoTrainLpips
 
-    with downloads_forbidden(f"LPIPS ({net})"):
-        # pretrained=True: the linear heads shipped with torchmetrics; pnet_rand=True: the backbone is built
-        # without torchvision's download, and is filled from the local checkpoint right below.
-        lpips_net = _NoTrainLpips(pretrained=True, net=net, pnet_rand=True)
+    # pretrained=True: the linear heads shipped with torchmetrics; pnet_rand=True: the backbone is built without
+    # torchvision's download, and is filled from the local checkpoint right below.
+    lpips_net = _NoTrainLpips(pretrained=True, net=net, pnet_rand=True)
     try:
         _load_backbone_into_lpips(lpips_net, features_state, net)
     except (RuntimeError, KeyError) as err:
@@ -267,10 +247,9 @@ def build_inception(
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     try:
-        with downloads_forbidden("FID Inception network"):
-            inception = NoTrainInceptionV3(
-                name="inception-v3-compat", features_list=[str(feature_dim)], feature_extractor_weights_path=str(path)
-            )
+        inception = NoTrainInceptionV3(  # from the local file: torch-fidelity downloads only without a path
+            name="inception-v3-compat", features_list=[str(feature_dim)], feature_extractor_weights_path=str(path)
+        )
     except (RuntimeError, KeyError) as err:
         raise MaldSetupError(
             f"{path} does not match the {INCEPTION_FID.what} ({str(err).splitlines()[0]}). "

@@ -25,9 +25,6 @@ from typing import Any, Dict, List, Optional, Type
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.nn import Parameter
-
 from nerfstudio.cameras.camera_optimizers import CameraOptimizer
 from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.density_fields import HashMLPDensityField
@@ -39,6 +36,8 @@ from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.model_components.shaders import NormalsShader
 from nerfstudio.models.base_model import Model
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from torch import Tensor, nn
+from torch.nn import Parameter
 
 from mald_nerfstudio.data.patch_sampling import PATCH_RAY_KEY, PATCH_SIZE_KEY
 from mald_nerfstudio.metrics.inpainting import InpaintingMetrics, MetricsConfig
@@ -52,6 +51,7 @@ from mald_nerfstudio.model.adversarial_loss import (
 )
 from mald_nerfstudio.model.appearance import PatchAppearance, PatchAwareAppearanceEmbedding
 from mald_nerfstudio.model.discriminator import DiscriminatorConfig, PatchDiscriminator
+from mald_nerfstudio.upstream_internals import proposal_sampler_counters, restore_proposal_sampler_counters
 
 DISCRIMINATOR_GROUP = "discriminator"
 
@@ -232,13 +232,11 @@ class MaldNerfModel(NerfactoModel):
     def get_extra_state(self) -> Dict[str, Any]:
         """The proposal sampler's schedule counters, which nerfacto leaves out of checkpoints (a resumed run would
         otherwise update the proposal networks at other steps than the uninterrupted run)."""
-        sampler = self.proposal_sampler
-        return {"proposal_step": int(sampler._step), "proposal_steps_since_update": int(sampler._steps_since_update)}
+        return proposal_sampler_counters(self.proposal_sampler)
 
     def set_extra_state(self, state: Any) -> None:
         if isinstance(state, dict) and "proposal_step" in state:
-            self.proposal_sampler._step = int(state["proposal_step"])
-            self.proposal_sampler._steps_since_update = int(state["proposal_steps_since_update"])
+            restore_proposal_sampler_counters(self.proposal_sampler, state)
 
     def get_outputs(self, ray_bundle):
         """nerfacto's outputs; patch rays use the appearance code ``patch_appearance`` says (model/appearance.py)."""

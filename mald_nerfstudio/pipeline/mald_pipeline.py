@@ -28,6 +28,7 @@ from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerNumber
 
+from mald_nerfstudio.errors import install_run_hooks
 from mald_nerfstudio.data.datamanager import MaldDataManager, MaldDataManagerConfig
 from mald_nerfstudio.eval.evaluate import evaluate_views, evaluate_without_ground_truth
 from mald_nerfstudio.inpaint.base import Inpainter, NoInpainterConfig
@@ -91,6 +92,7 @@ class MaldPipeline(VanillaPipeline):
     datamanager: MaldDataManager
 
     def __init__(self, config: MaldPipelineConfig, device: str, test_mode: str = "val", *args, **kwargs):
+        install_run_hooks()  # our errors as paragraphs, our checkpoints on torch's safe loader
         if config.datamanager.num_inpaint_patches > 0 and not config.model.has_inpainting_losses:
             CONSOLE.print(
                 "No loss inside the masks is switched on (adversarial, in-mask L1 or LPIPS): no patches are rendered "

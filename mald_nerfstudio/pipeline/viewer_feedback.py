@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mald_nerfstudio.upstream_internals import camera_click_callbacks
+
 
 def _thumbnail(image_uint8: torch.Tensor, height: int = 100) -> np.ndarray:
     """Resize uint8 [H, W, 3] to the viewer's thumbnail height."""
@@ -63,7 +65,7 @@ def refresh_camera_thumbnails(
             position=handle.position,
             visible=handle.visible,
         )
-        for callback in getattr(getattr(handle, "_impl", None), "click_cb", None) or []:
+        for callback in camera_click_callbacks(handle):
             new_handle.on_click(callback)
         handles[int(view)] = new_handle
         redrawn += 1

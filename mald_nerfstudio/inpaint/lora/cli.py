@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from mald_nerfstudio.data.image_io import binarize_mask, list_images, mask_levels, note_ignored_files, read_rgb
-from mald_nerfstudio.errors import MaldInputError
+from mald_nerfstudio.errors import MaldInputError, install_run_hooks
 from mald_nerfstudio.inpaint.ldm import LDMInpainterConfig
 from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig, customize
 
@@ -85,4 +85,5 @@ def entrypoint() -> None:
     """Console entry point of ``mald-nerf-customize``."""
     import tyro
 
+    install_run_hooks()
     tyro.cli(CustomizeCommand).main()
