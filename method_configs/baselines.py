@@ -40,7 +40,6 @@ def _masked_only(config: MaldTrainerConfig) -> None:
     config.pipeline.datamanager.num_inpaint_patches = 0
     config.pipeline.model.use_adversarial = False
     config.pipeline.dataset_update.enabled = False
-    config.pipeline.customization.enabled = False
     _whole_mask(config)
 
 
@@ -53,7 +52,7 @@ def _spinnerf(config: MaldTrainerConfig) -> None:
     _pixel_loss_instead_of_adversarial(config)
     config.pipeline.model.use_mask_lpips = True
     config.pipeline.dataset_update.enabled = False
-    config.pipeline.customization.enabled = False
+    _no_customization(config)
     config.pipeline.separate_inpainting_step = False  # SPIn-NeRF sums its losses into one step
     _whole_mask(config)  # as the paper: every view's whole mask inpainted once
 
@@ -61,7 +60,7 @@ def _spinnerf(config: MaldTrainerConfig) -> None:
 def _inpaintnerf360(config: MaldTrainerConfig) -> None:
     _pixel_loss_instead_of_adversarial(config)
     config.pipeline.dataset_update.enabled = False
-    config.pipeline.customization.enabled = False
+    _no_customization(config)
     config.pipeline.separate_inpainting_step = False  # as SPIn-NeRF, one summed loss
     _whole_mask(config)
 
@@ -71,7 +70,9 @@ def _adversarial_plus_l1(config: MaldTrainerConfig) -> None:
 
 
 def _no_customization(config: MaldTrainerConfig) -> None:
-    config.pipeline.customization.enabled = False
+    customization = getattr(config.pipeline.inpainter, "customization", None)  # the LDM's; the CPU ones have none
+    if customization is not None:
+        customization.enabled = False
 
 
 def _whole_mask(config: MaldTrainerConfig) -> None:

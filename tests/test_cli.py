@@ -147,12 +147,12 @@ def test_ns_train_with_tiny_ldm_by_path_and_customisation_completes(demo_scene, 
     result = run(
         ["ns-train", "mald-nerf-tiny", "--data", str(demo_scene), "--output-dir", str(tmp_path / "out"),
          "--max-num-iterations", "8", "--vis", "tensorboard",
-         "--pipeline.customization.steps", "4", "--pipeline.customization.cache-dir", str(tmp_path / "lora"),
          "--pipeline.visibility.enabled", "True", "--pipeline.dataset-update.warmup-steps", "2",
          "--pipeline.dataset-update.first-update-step", "3", "--pipeline.dataset-update.update-every", "3",
          # tyro: a subcommand and its options come after the method's own options
          "pipeline.inpainter:ldm", "--pipeline.inpainter.model", str(tiny_ldm_dir),
-         "--pipeline.inpainter.num-inference-steps", "4"],
+         "--pipeline.inpainter.num-inference-steps", "4", "--pipeline.inpainter.customization.steps", "4",
+         "--pipeline.inpainter.customization.cache-dir", str(tmp_path / "lora")],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:]
@@ -168,11 +168,11 @@ def test_ns_train_help_lists_both_methods(tmp_path):
     method_help = run(["ns-train", "mald-nerf", "--help"], cwd=tmp_path)
     assert method_help.returncode == 0
     for flag in ("--pipeline.dataset-update.t-max", "--pipeline.model.use-adversarial", "pipeline.inpainter:ldm",
-                 "pipeline.inpainter:exemplar", "--pipeline.customization.rank",
-                 "--pipeline.datamanager.inpaint-patch-size"):
+                 "pipeline.inpainter:exemplar", "--pipeline.datamanager.inpaint-patch-size"):
         assert flag in method_help.stdout, flag
     ldm_help = run(["ns-train", "mald-nerf", "pipeline.inpainter:ldm", "--help"], cwd=tmp_path)
     assert ldm_help.returncode == 0 and "--pipeline.inpainter.model" in ldm_help.stdout, ldm_help.stdout[-2000:]
+    assert "--pipeline.inpainter.customization.rank" in ldm_help.stdout  # LoRA's settings are the LDM's
 
 
 def test_ns_eval_on_a_damaged_checkpoint_names_the_file_in_one_paragraph(demo_run, tmp_path):

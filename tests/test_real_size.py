@@ -48,13 +48,13 @@ def _train_args(scene: Path, out: Path, ldm: Path, lora_cache: Path, steps: int,
         "ns-train", "mald-nerf", "--data", str(scene), "--output-dir", str(out), "--timestamp", "run",
         "--machine.device-type", "cpu", "--vis", "tensorboard", "--logging.steps-per-log", "1",
         "--max-num-iterations", str(steps), "--steps-per-save", "3",
-        "--pipeline.customization.steps", "2", "--pipeline.customization.resolution", "256",
-        "--pipeline.customization.cache-dir", str(lora_cache),
         "--pipeline.dataset-update.first-update-step", "2", "--pipeline.dataset-update.update-every", "3",
         *extra,
         # tyro: the inpainter subcommand and its options come after the method's own options
         "pipeline.inpainter:ldm", "--pipeline.inpainter.model", str(ldm),
         "--pipeline.inpainter.working-size", "256", "--pipeline.inpainter.num-inference-steps", "2",
+        "--pipeline.inpainter.customization.steps", "2", "--pipeline.inpainter.customization.resolution", "256",
+        "--pipeline.inpainter.customization.cache-dir", str(lora_cache),
     ]
 
 

@@ -319,10 +319,10 @@ def _check_ldm(customized: bool) -> Callable[[Run], None]:
         assert run.pipeline.datamanager.num_updates == len(UPDATE_STEPS)
         adapter = Path(run.trainer.base_dir) / "lora_adapter"
         if customized:
-            assert run.pipeline.lora_adapter_files and adapter.is_dir(), "no LoRA adapter was trained"
+            assert run.pipeline.inpainter_files and adapter.is_dir(), "no LoRA adapter was trained"
             assert inpainter.pipe.get_active_adapters(), "the LoRA adapter is not active"
         else:
-            assert not run.pipeline.lora_adapter_files and not adapter.exists()
+            assert not run.pipeline.inpainter_files and not adapter.exists()
 
     check.__doc__ = f"The latent diffusion inpainter (tiny test LDM), customisation {'on' if customized else 'off'}."
     return check
@@ -331,12 +331,12 @@ def _check_ldm(customized: bool) -> Callable[[Run], None]:
 # ------------------------------------------------------------------------------------------------- the cases
 def _ldm_flags(customize: bool, cache: str, ldm: str) -> List[str]:
     return [
-        "--pipeline.customization.enabled", str(customize),
-        "--pipeline.customization.steps", "2", "--pipeline.customization.resolution", "32",
-        "--pipeline.customization.batch-size", "1", "--pipeline.customization.cache-dir", cache,
         # tyro: the inpainter subcommand and its own options come after the method's options
         "pipeline.inpainter:ldm", "--pipeline.inpainter.model", ldm,
         "--pipeline.inpainter.working-size", "32", "--pipeline.inpainter.num-inference-steps", "2",
+        "--pipeline.inpainter.customization.enabled", str(customize),
+        "--pipeline.inpainter.customization.steps", "2", "--pipeline.inpainter.customization.resolution", "32",
+        "--pipeline.inpainter.customization.batch-size", "1", "--pipeline.inpainter.customization.cache-dir", cache,
     ]
 
 

@@ -104,7 +104,7 @@ def test_tiny_ldm_run_performs_the_scheduled_updates_and_resume_restores_inpaint
 
     def edit(config):
         config.pipeline.inpainter = LDMInpainterConfig(model=str(tiny_ldm_dir), num_inference_steps=4)
-        config.pipeline.customization.enabled = False
+        config.pipeline.inpainter.customization.enabled = False
         config.pipeline.dataset_update.first_update_step = 3
         config.pipeline.dataset_update.update_every = 3
         config.pipeline.dataset_update.views_per_update = 3
@@ -435,10 +435,10 @@ def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraini
 
     def edit(config):
         config.pipeline.inpainter = LDMInpainterConfig(model=str(tiny_ldm_dir), working_size=32, num_inference_steps=2)
-        config.pipeline.customization.enabled = True
-        config.pipeline.customization.steps = 2
-        config.pipeline.customization.resolution = 32
-        config.pipeline.customization.cache_dir = cache
+        config.pipeline.inpainter.customization.enabled = True
+        config.pipeline.inpainter.customization.steps = 2
+        config.pipeline.inpainter.customization.resolution = 32
+        config.pipeline.inpainter.customization.cache_dir = cache
         config.pipeline.dataset_update.enabled = False
         config.steps_per_save = 2
 
@@ -446,7 +446,7 @@ def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraini
     trained = train(config)
     run_adapter = Path(trained.base_dir) / "lora_adapter"
     assert (run_adapter / adapter.ADAPTER_WEIGHTS).is_file()
-    files = trained.pipeline.lora_adapter_files
+    files = trained.pipeline.inpainter_files
     assert set(files) >= {adapter.ADAPTER_WEIGHTS, adapter.ADAPTER_INFO}
     checkpoint = sorted(config.get_checkpoint_dir().glob("*.ckpt"))[-1]
     saved = torch.load(checkpoint, map_location="cpu")["pipeline"]["_extra_state"]["lora_adapter_files"]
@@ -464,7 +464,7 @@ def test_resume_loads_the_checkpoints_lora_adapter_without_the_cache_or_retraini
     inpainter = resumed.pipeline.inpainter
     token = adapter.read_adapter_info(run_adapter).scene_token
     assert token and token in inpainter.prompt
-    assert inpainter.config.scene_token is None, "loading the adapter rewrote the inpainter's config"
+    assert inpainter.config.scene_token == LDMInpainterConfig().scene_token, "loading the adapter rewrote the config"
     assert inpainter.pipe.get_active_adapters(), "no LoRA adapter is active after the resume"
     restored = Path(resumed.base_dir) / "lora_adapter" / adapter.ADAPTER_WEIGHTS
     assert restored.read_bytes() == (run_adapter / adapter.ADAPTER_WEIGHTS).read_bytes()

@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence, Type
+from pathlib import Path
+from typing import Callable, ClassVar, Dict, Iterator, Optional, Sequence, Type
 
 import torch
 from jaxtyping import Bool, Float
@@ -33,6 +34,8 @@ class InpainterConfig(InstantiateConfig):
     """Target class to instantiate."""
     seed: int = 0
     """Base random seed; per-view seeds are derived from it, so runs are reproducible."""
+    fills_masks: ClassVar[bool] = True
+    """Whether runs with this inpainter fill the masks at all (not a command-line option)."""
 
 
 class Inpainter:
@@ -50,6 +53,15 @@ class Inpainter:
     def check_available(self) -> None:
         """Raise :class:`~mald_nerfstudio.errors.MaldSetupError` at start-up when the inpainter cannot run here
         (missing weights or libraries); nothing to check for most inpainters."""
+
+    def prepare(self, images: Tensor, object_masks: Tensor, run_dir: Path, saved: Dict[str, Tensor],
+                on_loss: Optional[Callable[[int, float], None]] = None) -> Dict[str, Tensor]:
+        """Get ready for this scene before its first fill (the LDM's per-scene LoRA customisation; nothing for most
+        inpainters). ``images`` are the training views (float [N, H, W, 3] in [0, 1]), ``object_masks`` their masks
+        (bool [N, H, W]), ``run_dir`` the run's folder, ``saved`` what an earlier :meth:`prepare` of this run
+        returned, restored from a checkpoint (prepare then only reloads it); ``on_loss(step, loss)`` logs any
+        training. Returns the files to keep in the run's checkpoints (name -> bytes as a uint8 tensor)."""
+        return {}
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -113,6 +125,8 @@ class NoInpainterConfig(InpainterConfig):
 
     _target: Type = field(default_factory=lambda: NoInpainter)
     """Target class to instantiate."""
+    fills_masks: ClassVar[bool] = False
+    """The masks stay unfilled and unsupervised."""
 
 
 class NoInpainter(Inpainter):

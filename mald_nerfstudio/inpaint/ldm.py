@@ -22,7 +22,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -30,7 +30,15 @@ from torch import Tensor
 
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.inpaint.base import Inpainter, InpainterConfig
-from mald_nerfstudio.inpaint.lora.adapter import AdapterInfo, check_adapter_dir, read_adapter_info
+from mald_nerfstudio.inpaint.lora.adapter import (
+    AdapterInfo,
+    build_prompt,
+    check_adapter_dir,
+    read_adapter_files,
+    read_adapter_info,
+    write_adapter_files,
+)
+from mald_nerfstudio.inpaint.lora.config import LoRACustomizationConfig
 from mald_nerfstudio.inpaint.partial_ddim import num_denoising_steps, partial_ddim_inpaint, vae_scale_factor
 from mald_nerfstudio.inpaint.region import RegionPlan, crop_resize, crop_resize_mask, paste_back, plan_region
 
@@ -71,11 +79,13 @@ class LDMInpainterConfig(InpainterConfig):
     local_files_only: bool = False
     """Never contact the hub: use a local folder or the hub cache only (also implied by ``HF_HUB_OFFLINE=1``)."""
     prompt: str = "a photo of a scene"
-    """Text prompt when no scene token is set."""
+    """Text prompt of the base model (no scene adapter loaded)."""
     scene_prompt: str = "a photo of {token} scene"
-    """Text prompt when ``scene_token`` is set; ``{token}`` is replaced by the token."""
-    scene_token: Optional[str] = None
-    """Scene-specific token learnt by the per-scene LoRA customisation (e.g. "sks"); None = plain prompt."""
+    """Text prompt of the LoRA customisation and, once its adapter is loaded, of inpainting; ``{token}``: the token."""
+    scene_token: str = "sks"
+    """The scene's token: learnt by the per-scene LoRA customisation, in the prompt once its adapter is loaded."""
+    customization: LoRACustomizationConfig = field(default_factory=LoRACustomizationConfig)
+    """Per-scene LoRA customisation before the first fill (cached per scene); a given lora_adapter skips it."""
     negative_prompt: str = "blurry, low quality, text, watermark"
     """Negative prompt for classifier-free guidance (what the fill should not look like)."""
     guidance_scale: float = 7.5
@@ -102,18 +112,6 @@ class LDMInpainterConfig(InpainterConfig):
     """Folder of a LoRA adapter (from mald-nerf-customize) to load; its scene token then prompts. None: no adapter."""
     lora_scale: float = 1.0
     """Weight of the LoRA adapter (0 = base model, 1 = as trained)."""
-
-
-def build_prompt(prompt: str, scene_prompt: str, scene_token: Optional[str]) -> str:
-    """The text prompt: ``prompt``, or ``scene_prompt`` with ``{token}`` replaced when a scene token is set."""
-    if not scene_token:
-        return prompt
-    if "{token}" not in scene_prompt:
-        raise MaldInputError(
-            f"the scene prompt {scene_prompt!r} has no {{token}} placeholder for the scene token {scene_token!r}",
-            fix='write it like "a photo of {token} scene"',
-        )
-    return scene_prompt.replace("{token}", scene_token)
 
 
 def _hub_offline() -> bool:
@@ -369,6 +367,29 @@ class LDMInpainter(Inpainter):
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ LoRA
+    def prepare(self, images: Tensor, object_masks: Tensor, run_dir: Path, saved: Dict[str, Tensor],
+                on_loss: Optional[Callable[[int, float], None]] = None) -> Dict[str, Tensor]:
+        """The per-scene LoRA customisation (paper Sec. 3.2), unless it is off or ``lora_adapter`` names one to
+        use as it is: the adapter is restored from ``saved`` (a resumed run: not trained again), or trained (a cache
+        hit on a second run), loaded, and copied to ``run_dir/lora_adapter``; its files are returned for the
+        checkpoints."""
+        from mald_nerfstudio.inpaint.lora.training import customize
+
+        if not self.config.customization.enabled or self.config.lora_adapter is not None:
+            return {}
+        run_adapter = Path(run_dir) / "lora_adapter"
+        if saved:
+            write_adapter_files(run_adapter, saved)
+            self.load_adapter(run_adapter)
+            CONSOLE.print(f"LoRA adapter restored from the checkpoint into {run_adapter} (not trained again).")
+            return dict(saved)
+        adapter = customize(self, images, object_masks, self.config.customization, on_loss=on_loss)
+        self.load_adapter(adapter)
+        files = read_adapter_files(adapter)
+        write_adapter_files(run_adapter, files)
+        CONSOLE.print(f"LDM customised to the scene with LoRA adapter {adapter} (copied to {run_adapter})")
+        return files
+
     def load_adapter(self, adapter_dir: Path | str, scale: float = 1.0) -> None:
         """Load a LoRA adapter saved in diffusers' format (``save_lora_weights``) as the active scene adapter.
 
@@ -393,11 +414,11 @@ class LDMInpainter(Inpainter):
     # ------------------------------------------------------------------ inpainting
     @property
     def prompt(self) -> str:
-        """The text prompt in use: with the loaded adapter's scene token, else with the config's when set."""
+        """The text prompt in use: the loaded adapter's scene prompt with its token, else the base model's."""
         if self._adapter_info is not None:
             info = self._adapter_info
             return build_prompt(self.config.prompt, info.scene_prompt, info.scene_token)
-        return build_prompt(self.config.prompt, self.config.scene_prompt, self.config.scene_token)
+        return self.config.prompt
 
     def encode_prompts(self) -> Tuple[Tensor, Optional[Tensor]]:
         """Text embeddings ``[1, L, D]`` of the prompt and (when guidance is on) of the negative prompt."""

@@ -31,11 +31,9 @@ from nerfstudio.viewer.viewer_elements import ViewerNumber
 from mald_nerfstudio.errors import install_run_hooks
 from mald_nerfstudio.data.datamanager import MaldDataManager, MaldDataManagerConfig
 from mald_nerfstudio.eval.evaluate import evaluate_views, evaluate_without_ground_truth
-from mald_nerfstudio.inpaint.base import Inpainter, NoInpainterConfig
+from mald_nerfstudio.inpaint.base import Inpainter
 from mald_nerfstudio.inpaint.choices import AnnotatedInpainterUnion
-from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig
-from mald_nerfstudio.inpaint.lora.adapter import read_adapter_files, write_adapter_files
-from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig, customize
+from mald_nerfstudio.inpaint.ldm import LDMInpainterConfig
 from mald_nerfstudio.model.mald_model import LossPhase, MaldNerfModel, MaldNerfModelConfig
 from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, DatasetUpdater
 from mald_nerfstudio.pipeline.viewer_feedback import refresh_camera_thumbnails
@@ -65,8 +63,6 @@ class MaldPipelineConfig(VanillaPipelineConfig):
     """The NeRF and its losses."""
     inpainter: AnnotatedInpainterUnion = field(default_factory=LDMInpainterConfig)
     """2D inpainter: ldm (latent diffusion, the paper's), exemplar, telea (offline), none (holes ignored)."""
-    customization: LoRACustomizationConfig = field(default_factory=LoRACustomizationConfig)
-    """Per-scene LoRA customisation of the LDM before training (ldm inpainter only; cached per scene)."""
     dataset_update: DatasetUpdateConfig = field(default_factory=DatasetUpdateConfig)
     """Iterative dataset update: schedule and noise strengths."""
     visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
@@ -80,7 +76,7 @@ class MaldPipelineConfig(VanillaPipelineConfig):
         patches = (
             self.datamanager.num_inpaint_patches > 0
             and self.model.has_inpainting_losses
-            and not isinstance(self.inpainter, NoInpainterConfig)
+            and self.inpainter.fills_masks
         )
         return 2 if self.separate_inpainting_step and patches else 1
 
@@ -103,9 +99,9 @@ class MaldPipeline(VanillaPipeline):
         self._inpainter: Optional[Inpainter] = None
         self.updater: Optional[DatasetUpdater] = None
         self._prepared = False
-        self.lora_adapter_files: Dict[str, torch.Tensor] = {}
-        """The files of the scene's LoRA adapter (bytes as uint8 tensors), kept in every checkpoint so a resume
-        loads the same adapter without the cache and without training it again."""
+        self.inpainter_files: Dict[str, torch.Tensor] = {}
+        """What the inpainter's preparation returned (the LDM: its scene LoRA adapter's files, bytes as uint8
+        tensors), kept in every checkpoint so a resume gets the same adapter without the cache or training again."""
         self.viewer_update_count = ViewerNumber("Dataset updates done", 0, disabled=True)
         self.viewer_strength = ViewerNumber("Current update strength", 1.0, disabled=True)
         if test_mode == "val":
@@ -118,7 +114,7 @@ class MaldPipeline(VanillaPipeline):
     @property
     def inpaints(self) -> bool:
         """Whether this run inpaints the masks at all (the 'none' inpainter leaves them unsupervised)."""
-        return not isinstance(self.config.inpainter, NoInpainterConfig)
+        return self.config.inpainter.fills_masks
 
     @property
     def inpainter(self) -> Inpainter:
@@ -135,18 +131,14 @@ class MaldPipeline(VanillaPipeline):
             CONSOLE.print("No inpainter: the masked pixels are ignored and nothing supervises the holes.")
             return
         inpainter = self.inpainter
-        if (
-            isinstance(inpainter, LDMInpainter)
-            and self.config.customization.enabled
-            and inpainter.config.lora_adapter is None  # a given adapter is used as it is
-        ):
-            run_adapter = Path(trainer.base_dir) / "lora_adapter"
-            if self.lora_adapter_files:
-                write_adapter_files(run_adapter, self.lora_adapter_files)
-                inpainter.load_adapter(run_adapter)
-                CONSOLE.print(f"LoRA adapter restored from the checkpoint into {run_adapter} (not trained again).")
-            else:
-                self.customize_ldm(run_adapter)
+        assert self.datamanager.originals is not None and self.datamanager.masks is not None
+
+        def log_loss(step: int, loss: float) -> None:
+            # Buffered by nerfstudio's writer and written out with the first training step's logs.
+            writer.put_scalar("LoRA customisation/loss", loss, step)
+
+        self.inpainter_files = inpainter.prepare(self.datamanager.originals.float() / 255.0, self.datamanager.masks,
+                                                 Path(trainer.base_dir), self.inpainter_files, on_loss=log_loss)
         self.updater = DatasetUpdater(
             self.config.dataset_update,
             self.datamanager,
@@ -183,30 +175,13 @@ class MaldPipeline(VanillaPipeline):
                 f"{self.updater.strength(self.updater.last_index):.2f}."
             )
 
-    def customize_ldm(self, run_adapter: Path) -> None:
-        """LoRA-customise the LDM on this scene's training views (a cache hit on a second run), load the adapter and
-        keep its files for the checkpoints (and a copy in ``run_adapter``, the run's record of it)."""
-        assert isinstance(self.inpainter, LDMInpainter)
-        assert self.datamanager.originals is not None and self.datamanager.masks is not None
-        images = self.datamanager.originals.float() / 255.0
-
-        def log_loss(step: int, loss: float) -> None:
-            # Buffered by nerfstudio's writer and written out with the first training step's logs.
-            writer.put_scalar("LoRA customisation/loss", loss, step)
-
-        adapter = customize(self.inpainter, images, self.datamanager.masks, self.config.customization, on_loss=log_loss)
-        self.inpainter.load_adapter(adapter)
-        self.lora_adapter_files = read_adapter_files(adapter)
-        write_adapter_files(run_adapter, self.lora_adapter_files)
-        CONSOLE.print(f"LDM customised to the scene with LoRA adapter {adapter} (copied to {run_adapter})")
-
     def get_extra_state(self) -> Dict[str, Any]:
-        """The LoRA adapter's files, when the run customised the LDM."""
-        return {"lora_adapter_files": dict(self.lora_adapter_files)} if self.lora_adapter_files else {}
+        """The inpainter's files (the LDM's LoRA adapter), when its preparation returned any."""
+        return {"lora_adapter_files": dict(self.inpainter_files)} if self.inpainter_files else {}
 
     def set_extra_state(self, state: Any) -> None:
-        if isinstance(state, dict) and state.get("lora_adapter_files"):
-            self.lora_adapter_files = dict(state["lora_adapter_files"])
+        if isinstance(state, dict) and state.get("lora_adapter_files"):  # the key checkpoints have always used
+            self.inpainter_files = dict(state["lora_adapter_files"])
 
     def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
         """nerfstudio's loading, then the viewer's update count and strength from the checkpoint (``ns-viewer`` on

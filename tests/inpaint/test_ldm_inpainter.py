@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mald_nerfstudio.errors import MaldSetupError
-from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig, build_prompt
+from mald_nerfstudio.inpaint.ldm import LDMInpainter, LDMInpainterConfig
+from mald_nerfstudio.inpaint.lora.adapter import build_prompt
 from mald_nerfstudio.inpaint.partial_ddim import encode_latents, num_denoising_steps, partial_ddim_inpaint
 
 STEPS = 10
@@ -340,7 +341,7 @@ def test_folder_without_pipeline_is_rejected(tmp_path):
 def test_scene_token_is_inserted_in_prompt():
     assert build_prompt("a photo of a scene", "a photo of {token} scene", None) == "a photo of a scene"
     assert build_prompt("a photo of a scene", "a photo of {token} scene", "sks") == "a photo of sks scene"
-    assert LDMInpainterConfig(scene_token="sks").setup(device="cpu").prompt == "a photo of sks scene"
+    assert LDMInpainterConfig(scene_token="sks").setup(device="cpu").prompt == "a photo of a scene"  # no adapter
 
 
 def test_a_session_moves_the_model_once_for_many_inpaint_calls(inpainter, monkeypatch):

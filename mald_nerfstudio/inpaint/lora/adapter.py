@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union
 import torch
 from torch import Tensor
 
-from mald_nerfstudio.errors import MaldSetupError
+from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
     from diffusers import StableDiffusionInpaintPipeline
@@ -129,3 +129,15 @@ def write_adapter_files(adapter_dir: Union[str, Path], files: Dict[str, Tensor])
         scratch = adapter_dir / f".{name}.tmp-{os.getpid()}"
         scratch.write_bytes(data.cpu().numpy().tobytes())
         scratch.replace(adapter_dir / name)
+
+
+def build_prompt(prompt: str, scene_prompt: str, scene_token: Optional[str]) -> str:
+    """The text prompt: ``prompt``, or ``scene_prompt`` with ``{token}`` replaced when a scene token is set."""
+    if not scene_token:
+        return prompt
+    if "{token}" not in scene_prompt:
+        raise MaldInputError(
+            f"the scene prompt {scene_prompt!r} has no {{token}} placeholder for the scene token {scene_token!r}",
+            fix='write it like "a photo of {token} scene"',
+        )
+    return scene_prompt.replace("{token}", scene_token)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import numpy as np
 from jaxtyping import Bool, Float
@@ -23,16 +23,6 @@ from mald_nerfstudio.inpaint.base import Inpainter
 if TYPE_CHECKING:  # type checkers only: heavy, and ldm.py imports this package
     from diffusers import StableDiffusionInpaintPipeline
 
-    from mald_nerfstudio.inpaint.ldm import LDMInpainter
-
-
-class CacheSettings(Protocol):
-    """What the cache needs of a LoRA customisation config (``training.LoRACustomizationConfig``, which imports
-    this module)."""
-
-    cache_dir: Optional[Path]
-
-    def training_settings(self) -> dict: ...
 
 #: Bump when the training recipe changes so old cached adapters are not reused.
 RECIPE_VERSION = "mald-lora-1"
@@ -58,7 +48,7 @@ def scene_cache_key(
     images: Float[Tensor, "B H W 3"],
     object_masks: Bool[Tensor, "B H W"],
     base_model: str,
-    config: CacheSettings,
+    settings: Dict[str, Any],
 ) -> str:
     """Hash of the image bytes, mask bytes, base model and training settings (the adapter's cache name)."""
     import transformers
@@ -68,7 +58,7 @@ def scene_cache_key(
     # transformers 5 renamed the CLIP text encoder's parameters, so adapters do not carry across major versions.
     digest.update(f"transformers-{transformers.__version__.split('.')[0]}".encode())
     digest.update(base_model.encode())
-    digest.update(json.dumps(config.training_settings(), sort_keys=True, default=str).encode())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     image_array = np.ascontiguousarray(images.detach().cpu().float().numpy())
     mask_array = np.packbits(object_masks.detach().cpu().bool().numpy())
     digest.update(repr(tuple(image_array.shape)).encode())
@@ -82,14 +72,15 @@ def scene_adapter_dir(
     images: Float[Tensor, "B H W 3"],
     object_masks: Bool[Tensor, "B H W"],
     base_model: str,
-    config: CacheSettings,
+    settings: Dict[str, Any],
+    cache_dir: Optional[Path] = None,
 ) -> Path:
-    """Where the adapter for this scene, base model and config is (or will be) stored."""
-    return cache_root(config.cache_dir) / scene_cache_key(images, object_masks, base_model, config)
+    """Where the adapter for this scene, base model and settings is (or will be) stored."""
+    return cache_root(cache_dir) / scene_cache_key(images, object_masks, base_model, settings)
 
 
 def base_model_name(
-    model: Union[LDMInpainter, "StableDiffusionInpaintPipeline"], base_model: Optional[str] = None
+    model: Union[Inpainter, "StableDiffusionInpaintPipeline"], base_model: Optional[str] = None
 ) -> str:
     """The base model's name for the cache key: ``base_model`` when given, else taken from the inpainter's config
     (folder resolved, with revision and variant) or from the diffusers pipeline's ``name_or_path``."""

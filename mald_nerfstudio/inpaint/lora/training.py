@@ -9,22 +9,20 @@ the cache key of :mod:`.cache`, and removed again: the model is left as it was.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Union
 
 import torch
 from jaxtyping import Bool, Float
-from nerfstudio.configs.base_config import InstantiateConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
 from mald_nerfstudio.errors import MaldInputError, MaldSetupError
-from mald_nerfstudio.inpaint.ldm import LDMInpainter, build_prompt
-from mald_nerfstudio.inpaint.lora.adapter import is_finished_adapter, save_adapter, saves_adapter_metadata
+from mald_nerfstudio.inpaint.base import Inpainter
+from mald_nerfstudio.inpaint.lora.adapter import build_prompt, is_finished_adapter, save_adapter, saves_adapter_metadata
 from mald_nerfstudio.inpaint.lora.cache import RECIPE_VERSION, base_model_name, cache_root, scene_adapter_dir
+from mald_nerfstudio.inpaint.lora.config import LoRACustomizationConfig
 from mald_nerfstudio.inpaint.lora.data import masked_diffusion_loss, object_latent_mask, prepare_scene, training_batch
 from mald_nerfstudio.inpaint.partial_ddim import encode_latents, latent_mask, masked_image_condition, vae_scale_factor
 
@@ -40,51 +38,6 @@ TRAINING_ADAPTER = "default"
 LossCallback = Callable[[int, float], None]
 
 
-@dataclass
-class LoRACustomizationConfig(InstantiateConfig):
-    """Per-scene LoRA customisation of the inpainting diffusion model (self-supervised on the scene's images)."""
-
-    _target: Type = field(default_factory=lambda: LoRACustomizer)
-    """Target class to instantiate."""
-    enabled: bool = True
-    """Customise the diffusion model on the scene before inpainting (off: use the base model, an ablation)."""
-    rank: int = 8
-    """LoRA rank of every adapted projection."""
-    alpha: float = 8.0
-    """LoRA alpha; the adapter's output is scaled by alpha / rank."""
-    learning_rate: float = 1e-4
-    """AdamW learning rate of the LoRA weights."""
-    steps: int = 500
-    """Optimisation steps."""
-    batch_size: int = 2
-    """Training crops per step."""
-    resolution: int = 512
-    """Side of the square training crops (images are first resized so their short side is this); multiple of 8."""
-    num_rectangles: Tuple[int, int] = (1, 3)
-    """Inclusive range of the number of random rectangles masked per training crop."""
-    rectangle_size: Tuple[float, float] = (0.1, 0.5)
-    """Range of each rectangle side as a fraction of the crop side."""
-    scene_token: str = "sks"
-    """Scene-specific token placed in the prompt; the inpainter uses it once it loads the adapter."""
-    scene_prompt: str = "a photo of {token} scene"
-    """Training prompt; ``{token}`` is replaced by ``scene_token``."""
-    train_text_encoder: bool = True
-    """Also adapt the CLIP text encoder (as the paper does); off trains the U-Net only."""
-    gradient_checkpointing: bool = True
-    """Recompute the U-Net's activations in the backward pass: much less GPU memory for about 30% more time."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clipping of the LoRA weights."""
-    seed: int = 0
-    """Seed of crops, rectangles, timesteps and noise (and of the LoRA initialisation)."""
-    cache_dir: Optional[Path] = None
-    """Folder of cached adapters; None = the per-user cache (``~/.cache/mald-nerfstudio/lora`` on Linux)."""
-
-    def training_settings(self) -> Dict[str, Any]:
-        """The fields that change the trained adapter (everything but the switch and the cache location)."""
-        ignored = {"_target", "enabled", "cache_dir"}
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ignored}
-
-
 def cuda_grad_scaler(enabled: bool) -> Any:
     """A CUDA gradient scaler: ``torch.amp.GradScaler("cuda")`` where torch has it (2.3+), else the older
     ``torch.cuda.amp.GradScaler``."""
@@ -98,8 +51,13 @@ class LoRACustomizer:
 
     config: LoRACustomizationConfig
 
-    def __init__(self, config: LoRACustomizationConfig, **kwargs) -> None:
+    def __init__(self, config: LoRACustomizationConfig, scene_token: str = "sks",
+                 scene_prompt: str = "a photo of {token} scene") -> None:
         self.config = config
+        self.scene_token = scene_token
+        """The token learnt for the scene (the inpainter's ``scene_token``)."""
+        self.scene_prompt = scene_prompt
+        """The training prompt; ``{token}`` is replaced by the token (the inpainter's ``scene_prompt``)."""
         if config.resolution % 8 != 0 or config.resolution <= 0:
             raise MaldInputError(f"lora.resolution must be a positive multiple of 8, got {config.resolution}")
         if config.steps < 1 or config.batch_size < 1 or config.rank < 1:
@@ -116,11 +74,15 @@ class LoRACustomizer:
 
     def adapter_dir(self, images: Tensor, object_masks: Tensor, base_model: str) -> Path:
         """Where the adapter for this scene, model and config is (or will be) stored."""
-        return scene_adapter_dir(images, object_masks, base_model, self.config)
+        return scene_adapter_dir(images, object_masks, base_model, self.settings(), self.config.cache_dir)
+
+    def settings(self) -> Dict[str, Any]:
+        """What changes the trained adapter: the config's training settings, the scene token and the prompt."""
+        return {**self.config.training_settings(), "scene_token": self.scene_token, "scene_prompt": self.scene_prompt}
 
     def customize(
         self,
-        model: Union[LDMInpainter, "StableDiffusionInpaintPipeline"],
+        model: Union[Inpainter, "StableDiffusionInpaintPipeline"],
         images: Float[Tensor, "B H W 3"],
         object_masks: Bool[Tensor, "B H W"],
         on_loss: Optional[LossCallback] = None,
@@ -147,7 +109,7 @@ class LoRACustomizer:
         target = self.adapter_dir(images, object_masks, base_model_name(model, base_model))
         if is_finished_adapter(target):
             return target
-        inpainter = model if isinstance(model, LDMInpainter) else None
+        inpainter = model if isinstance(model, Inpainter) else None  # an LDMInpainter
         pipe = inpainter.load() if inpainter is not None else model
         with inpainter.session() if inpainter is not None else contextlib.nullcontext():
             self._train(pipe, images, object_masks, target, on_loss, show_progress)
@@ -176,7 +138,7 @@ class LoRACustomizer:
                 f"LoRA alpha {c.alpha} differs from the rank {c.rank}, and diffusers {diffusers.__version__} cannot "
                 "save an adapter's alpha (save_lora_weights has no adapter metadata before diffusers 0.34): the saved "
                 "adapter would load with alpha = rank. Upgrade diffusers (pip install 'diffusers>=0.34') or set "
-                "--pipeline.customization.alpha to the rank."
+                "--pipeline.inpainter.customization.alpha to the rank."
             )
         unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
         device = unet.device
@@ -214,7 +176,7 @@ class LoRACustomizer:
         for module in trained:
             module.train()
 
-        prompt = build_prompt(c.scene_prompt, c.scene_prompt, c.scene_token)
+        prompt = build_prompt(self.scene_prompt, self.scene_prompt, self.scene_token)
         tokens = pipe.tokenizer(
             [prompt],
             padding="max_length",
@@ -300,17 +262,17 @@ class LoRACustomizer:
         """Save the trained adapter atomically into ``target`` with what it was trained on."""
         info = {
             "recipe": RECIPE_VERSION,
-            "scene_token": self.config.scene_token,
-            "scene_prompt": self.config.scene_prompt,
+            "scene_token": self.scene_token,
+            "scene_prompt": self.scene_prompt,
             "prompt": prompt,
             "final_loss": final_loss,
-            "settings": self.config.training_settings(),
+            "settings": self.settings(),
         }
         save_adapter(pipe, target, unet_layers, unet_lora, text_layers, text_lora, info)
 
 
 def customize(
-    model: Union[LDMInpainter, "StableDiffusionInpaintPipeline"],
+    model: Union[Inpainter, "StableDiffusionInpaintPipeline"],
     images: Float[Tensor, "B H W 3"],
     object_masks: Bool[Tensor, "B H W"],
     config: LoRACustomizationConfig,
@@ -318,6 +280,11 @@ def customize(
     show_progress: bool = True,
     base_model: Optional[str] = None,
 ) -> Path:
-    """Train (or reuse from the cache) the scene's LoRA adapter; see :meth:`LoRACustomizer.customize`."""
-    return LoRACustomizer(config).customize(model, images, object_masks, on_loss, show_progress, base_model)
+    """Train (or reuse from the cache) the scene's LoRA adapter with the inpainter's scene token and prompt (the
+    defaults for a bare diffusers pipeline); see :meth:`LoRACustomizer.customize`."""
+    ldm_config = getattr(model, "config", None) if isinstance(model, Inpainter) else None
+    token = getattr(ldm_config, "scene_token", "sks")
+    prompt = getattr(ldm_config, "scene_prompt", "a photo of {token} scene")
+    return LoRACustomizer(config, token, prompt).customize(model, images, object_masks, on_loss, show_progress,
+                                                          base_model)
 
