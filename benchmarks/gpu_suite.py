@@ -233,7 +233,7 @@ def _inpainting(settings: SuiteSettings, mald, inpainter) -> Dict[str, Any]:
 
 
 def _lora(settings: SuiteSettings, mald, inpainter) -> Dict[str, Any]:
-    config = dataclasses.replace(mald.pipeline.config.inpainter.customization, steps=settings.lora_steps)
+    config = dataclasses.replace(inpainter.config.customization, steps=settings.lora_steps)
     if settings.lora_resolution is not None:
         config.resolution = settings.lora_resolution
     if settings.lora_batch_size is not None:
@@ -269,7 +269,8 @@ def _scene_wall_time(settings: SuiteSettings, mald, results: Dict[str, Any]) -> 
     update_config = mald.pipeline.config.dataset_update
     steps = settings.scene_steps or mald.config.max_num_iterations
     updates = len(scheduled_update_steps(update_config, steps))
-    lora_steps = mald.pipeline.config.inpainter.customization.steps
+    # the method's LDM customisation (the defaults' when this run swapped the inpainter for an offline one)
+    lora_steps = getattr(mald.pipeline.config.inpainter, "customization", LDMInpainterConfig().customization).steps
     views = settings.scene_views
     phases = {
         "lora_s": results["lora"]["s_per_step"] * lora_steps,
