@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from mald_nerfstudio.checkpoint_compat import allow_numpy_scalars_in_checkpoints
 from mald_nerfstudio.errors import MaldInputError, damaged_checkpoint_error, format_error
 
 PARTIAL_SUFFIX = ".partial"
@@ -70,9 +71,9 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MaldInputError("checkpoint not found", path, "pass an existing checkpoint file or folder")
+    allow_numpy_scalars_in_checkpoints()  # nerfstudio's schedulers put numpy scalars into every checkpoint
     try:
-        # weights_only: a checkpoint cannot run code when loaded (checkpoint_compat allow-lists the numpy scalars
-        # nerfstudio's schedulers put into it); torch's own default has changed across versions.
+        # weights_only: a checkpoint cannot run code when loaded; torch's own default has changed across versions.
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to decode the file is reported the same way
         raise damaged_checkpoint_error(path, err) from None

@@ -57,9 +57,14 @@ def test_every_config_field_has_a_docstring():
 
 
 def test_checkpoint_allow_list_admits_nerfstudio_numpy_learning_rates(tmp_path):
+    """What our trainer, pipeline, data parsers and commands install when they start (and read_checkpoint
+    before it loads): torch's safe loader then reads nerfstudio's numpy learning rates."""
     import numpy as np
     import torch
 
+    from mald_nerfstudio.errors import install_run_hooks
+
+    install_run_hooks()
     path = tmp_path / "ckpt.pt"
     torch.save({"lr": np.float64(0.01), "dtype": np.dtype("float64")}, path)
     loaded = torch.load(path, weights_only=True)

@@ -47,7 +47,7 @@ def _env():
 def _final_state(out: Path) -> dict:
     (checkpoint,) = list(out.rglob("step-*.ckpt"))
     assert checkpoint.name == f"step-{STEPS - 1:09d}.ckpt", checkpoint
-    return torch.load(checkpoint, map_location="cpu")["pipeline"]["datamanager._extra_state"]
+    return read_checkpoint(checkpoint)["pipeline"]["datamanager._extra_state"]
 
 
 @pytest.mark.slow
@@ -152,7 +152,7 @@ def test_atomic_save_leaves_the_previous_checkpoint_whole_when_writing_fails(tmp
     monkeypatch.undo()
     atomic_torch_save({"step": 20, "pipeline": {}}, folder / "step-000000020.ckpt")
     assert not list(tmp_path.glob(".*partial"))
-    assert torch.load(folder / "step-000000020.ckpt")["step"] == 20
+    assert read_checkpoint(folder / "step-000000020.ckpt")["step"] == 20
 
 
 def _no_run_folder(config) -> bool:
