@@ -182,8 +182,9 @@ def test_command_line_writes_adapter(tiny_ldm_dir, tmp_path, capsys):
     _write_scene(tmp_path, images, masks)
     args = [
         "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
-        "--ldm.model", str(tiny_ldm_dir), "--device", "cpu", "--lora.cache-dir", str(tmp_path / "c"),
-        "--lora.steps", "1", "--lora.resolution", "32", "--lora.batch-size", "1",
+        "--ldm.model", str(tiny_ldm_dir), "--device", "cpu", "--ldm.customization.cache-dir", str(tmp_path / "c"),
+        "--ldm.customization.steps", "1", "--ldm.customization.resolution", "32",
+        "--ldm.customization.batch-size", "1",
     ]  # fmt: skip
     command = tyro.cli(CustomizeCommand, args=args)
     adapter = command.main()

@@ -13,7 +13,7 @@ from torch import Tensor
 from mald_nerfstudio.data.image_io import binarize_mask, list_images, mask_levels, note_ignored_files, read_rgb
 from mald_nerfstudio.errors import MaldInputError, install_run_hooks
 from mald_nerfstudio.inpaint.ldm import LDMInpainterConfig
-from mald_nerfstudio.inpaint.lora.training import LoRACustomizationConfig, customize
+from mald_nerfstudio.inpaint.lora.training import customize
 
 
 def read_scene_folders(images_dir: Path, masks_dir: Path) -> Tuple[Tensor, Tensor, List[str]]:
@@ -64,9 +64,7 @@ class CustomizeCommand:
     masks: Path
     """Folder of object masks with the images' file names (PNG; nonzero = object to remove)."""
     ldm: LDMInpainterConfig = field(default_factory=LDMInpainterConfig)
-    """The base diffusion model."""
-    lora: LoRACustomizationConfig = field(default_factory=LoRACustomizationConfig)
-    """Customisation settings."""
+    """The base diffusion model, its scene token and its customisation settings (--ldm.customization.*)."""
     device: Optional[str] = None
     """Device to train on; None = CUDA when available, else CPU."""
 
@@ -76,7 +74,7 @@ class CustomizeCommand:
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         inpainter = self.ldm.setup(device=device)
         inpainter.check_available()
-        adapter = customize(inpainter, images, masks, self.lora)
+        adapter = customize(inpainter, images, masks, self.ldm.customization)
         print(adapter)
         return adapter
 
