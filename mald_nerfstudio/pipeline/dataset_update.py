@@ -8,10 +8,11 @@ refreshed in turn) are re-inpainted from the NeRF's current render of the view w
 strength ``t(k) = t_max - (t_max - t_min) * sqrt(k / K)``, ``k`` the update index and ``K`` the index of the
 last update. Pixels outside the masks always stay the original pixels.
 
-With visibility-aware inpainting (:mod:`mald_nerfstudio.pipeline.visibility`, on by default) the inpainter fills
-only each mask's *unseen* part (its fill mask), computed from the NeRF's depths at the end of the warm-up (and
-again at updates ``recompute_every`` steps later): the image it gets holds the NeRF's render in the seen part, so
-the fill continues what other views saw, and the seen part is stored as that render.
+With visibility-aware inpainting (:mod:`mald_nerfstudio.pipeline.visibility`; off by default, on in
+``mald-nerf-visibility``) the inpainter fills only each mask's *unseen* part (its fill mask), computed from the
+NeRF's depths at the end of the warm-up (and again at updates ``recompute_every`` steps later): the image it gets
+holds, in the seen part, the colours the other views observed there (the NeRF's render where none was found), so
+the fill continues what other views saw, and the seen part is stored as such.
 
 The update counter lives in the datamanager's checkpointed state, so a resumed run continues the schedule. The
 updater returns the views it changed; the pipeline's training callback shows them in the viewer.
