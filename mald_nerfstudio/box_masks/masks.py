@@ -198,14 +198,15 @@ def shadow_pixels(image: np.ndarray, mask: np.ndarray, region: np.ndarray, shado
     sigma = 0.06 * max(h, w)
 
     def local_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Gaussian-weighted mean of values [H, W, C] over the pixels ``weights`` marks: [H, W, C]."""
         weights = weights.astype(np.float32)
-        total = cv2.GaussianBlur(weights, (0, 0), sigma)
-        return cv2.GaussianBlur(values * weights[..., None] if values.ndim == 3 else values * weights, (0, 0),
-                                sigma) / np.maximum(total if values.ndim == 2 else total[..., None], 1e-6)
+        total = cv2.GaussianBlur(weights, (0, 0), sigma)[..., None]
+        return cv2.GaussianBlur(values * weights[..., None], (0, 0), sigma).reshape(values.shape) / np.maximum(
+            total, 1e-6)
 
     lit = candidates.copy()
     for _ in range(3):
-        reference = local_mean(brightness, lit)
+        reference = local_mean(brightness[..., None], lit)[..., 0]
         dark = candidates & (brightness < shadow.darkness * reference)
         lit = candidates & ~dark
         if lit.sum() < 16:
@@ -214,15 +215,18 @@ def shadow_pixels(image: np.ndarray, mask: np.ndarray, region: np.ndarray, shado
     dark &= np.abs(chroma - lit_chroma).max(axis=-1) <= shadow.chroma_tolerance
     if dark.any():  # hysteresis: grow into neighbours as dark as the shadow found, where the local mean mixes surfaces
         weak = candidates & (brightness <= np.percentile(brightness[dark], 90))
-        count, labels = cv2.connectedComponents((weak | dark).astype(np.uint8), connectivity=8)
-        grown = np.unique(labels[dark])
-        dark = np.isin(labels, grown[grown > 0])
+        dark = components_touching(weak | dark, dark)
     side = max(3, round(0.006 * max(h, w)) * 2 + 1)
     dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN,
                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))).astype(bool)
     attach = max(2, round(0.01 * max(h, w))) if shadow.attach_px is None else shadow.attach_px
-    count, labels = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
-    keep = np.unique(labels[dilate(mask, attach) & dark])
+    return components_touching(dark, dilate(mask, attach))
+
+
+def components_touching(pixels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 8-connected regions of ``pixels`` that hold at least one pixel of ``seeds``: bool [H, W]."""
+    labels = cv2.connectedComponents(pixels.astype(np.uint8), connectivity=8)[1]
+    keep = np.unique(labels[seeds & pixels])
     return np.isin(labels, keep[keep > 0])
 
 
