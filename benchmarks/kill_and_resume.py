@@ -36,8 +36,8 @@ def train_args(data: Path, out: Path, steps: int, save_every: int) -> List[str]:
 
 def final_state(out: Path) -> Tuple[str, dict]:
     checkpoints = sorted(out.rglob("step-*.ckpt"))
-    state = read_checkpoint(checkpoints[-1])["pipeline"]["datamanager._extra_state"]
-    return checkpoints[-1].name, state
+    pipeline = read_checkpoint(checkpoints[-1])["pipeline"]
+    return checkpoints[-1].name, {**pipeline["datamanager._extra_state"], **pipeline["_extra_state"]["dataset_update"]}
 
 
 def kill_at(proc: subprocess.Popen, run_dir: Path, seconds: float, during_save: bool) -> str:
@@ -90,7 +90,7 @@ def main() -> int:
         same = (
             result.returncode == 0
             and got_name == want_name
-            and got["update_history"] == want["update_history"]
+            and got["history"] == want["history"]
             and torch.equal(got["inpainted"], want["inpainted"])
         )
         failures += not same

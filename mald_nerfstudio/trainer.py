@@ -76,7 +76,8 @@ from mald_nerfstudio.pipeline.mald_pipeline import MaldPipeline
 from mald_nerfstudio.run_folder import RunFolderClaim
 
 RUN_STATE_KEY = "mald_run"
-"""Checkpoint entry with what a resumed run needs beyond nerfstudio's: the schedule horizon and random states."""
+"""Checkpoint entry with what a resumed run needs beyond nerfstudio's: random states, our steps' scalers and counter,
+the run's origin (the dataset-update schedule's state is the pipeline's)."""
 INTERRUPTED_EXIT_STATUS = 130
 """Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it), so scripts do not go on."""
 _RUN_FOLDER_OPTIONS = ("--timestamp", "--load-dir", "--load-step", "--load-checkpoint")
@@ -115,8 +116,6 @@ class MaldTrainer(Trainer):
     def __init__(self, config: TrainerConfig, local_rank: int = 0, world_size: int = 1) -> None:
         install_run_hooks()  # our errors as paragraphs, our checkpoints on torch's safe loader
         super().__init__(config, local_rank, world_size)
-        self.schedule_horizon: int = config.max_num_iterations
-        """Length of the run the dataset-update schedule is planned for (kept from the first start on resume)."""
         self.discriminator_scaler = type(self.grad_scaler)(enabled=self.grad_scaler.is_enabled())
         """Gradient scaler of the discriminator step (the NeRF step keeps nerfstudio's ``grad_scaler``)."""
         self.inpainting_scaler = type(self.grad_scaler)(enabled=self.grad_scaler.is_enabled())
@@ -368,7 +367,7 @@ class MaldTrainer(Trainer):
         """nerfstudio's ``Trainer._load_checkpoint`` (copied), changed to check first that the run folder's disk
         can hold a checkpoint, to skip a damaged newest checkpoint for the previous good one, to give a paragraph
         instead of a traceback for a damaged file or a checkpoint of another run (or to warm-start from it when
-        asked), and to restore the schedule horizon and the random states."""
+        asked), and to restore the random states and the scalers and counters of our steps."""
         if self.run_folder is not None:
             self.run_folder.check_free_space(self._checkpoint_bytes())
         path, loaded_state = read_resume_checkpoint(
@@ -384,24 +383,22 @@ class MaldTrainer(Trainer):
         self._check_checkpoint_fits(path, loaded_state)
         self._saved_step = int(loaded_state["step"])
         self._start_step = loaded_state["step"] + 1
-        self.pipeline.load_pipeline(loaded_state["pipeline"], loaded_state["step"])
+        run_state = loaded_state.get(RUN_STATE_KEY) or {}
+        if isinstance(self.pipeline, MaldPipeline):  # older checkpoints kept the schedule's horizon in the run state
+            self.pipeline.load_pipeline(loaded_state["pipeline"], loaded_state["step"],
+                                        legacy_horizon=run_state.get("schedule_horizon"))
+        else:
+            self.pipeline.load_pipeline(loaded_state["pipeline"], loaded_state["step"])
         self.optimizers.load_optimizers(loaded_state["optimizers"])
         if "schedulers" in loaded_state and self.config.load_scheduler:
             self.optimizers.load_schedulers(loaded_state["schedulers"])
         self.grad_scaler.load_state_dict(loaded_state["scalers"])
-        run_state = loaded_state.get(RUN_STATE_KEY) or {}
         if "discriminator_scaler" in run_state:
             self.discriminator_scaler.load_state_dict(run_state["discriminator_scaler"])
         self.nerf_optimizer_steps = int(run_state.get("nerf_optimizer_steps", 0))
         if "inpainting_scaler" in run_state:
             self.inpainting_scaler.load_state_dict(run_state["inpainting_scaler"])
-        self.schedule_horizon = int(run_state.get("schedule_horizon", self.config.max_num_iterations))
         self._resumed_rng = run_state.get("rng")
-        if self.schedule_horizon != self.config.max_num_iterations:
-            CONSOLE.print(
-                f"[bold yellow]This run was started for {self.schedule_horizon} steps and now ends at step "
-                f"{self.config.max_num_iterations}; its dataset-update schedule keeps the original horizon."
-            )
         CONSOLE.print(f"Done loading Nerfstudio checkpoint from {path} (resuming at step {self._start_step}).")
 
     @check_main_thread
@@ -441,7 +438,6 @@ class MaldTrainer(Trainer):
                 "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
                 "scalers": self.grad_scaler.state_dict(),
                 RUN_STATE_KEY: {
-                    "schedule_horizon": self.schedule_horizon,
                     "rng": capture_rng_state(),
                     "discriminator_scaler": self.discriminator_scaler.state_dict(),
                     "inpainting_scaler": self.inpainting_scaler.state_dict(),

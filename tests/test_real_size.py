@@ -58,8 +58,9 @@ def _train_args(scene: Path, out: Path, ldm: Path, lora_cache: Path, steps: int,
     ]
 
 
-def _datamanager_state(checkpoint: Path) -> dict:
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]["datamanager._extra_state"]
+def _buffer_and_schedule(checkpoint: Path) -> dict:
+    pipeline = torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]
+    return {**pipeline["datamanager._extra_state"], **pipeline["_extra_state"]["dataset_update"]}
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,8 @@ def test_gpu_defaults_with_an_sd2_sized_ldm_customise_inpaint_update_resume_and_
     checkpoint_dir = run_dir / "nerfstudio_models"
     first_checkpoint = checkpoint_dir / f"step-{FIRST_RUN_STEPS - 1:09d}.ckpt"
     assert first_checkpoint.is_file(), sorted(checkpoint_dir.iterdir())
-    before = _datamanager_state(first_checkpoint)
-    assert before["initialized"] and before["num_updates"] == 1, before["update_history"]
+    before = _buffer_and_schedule(first_checkpoint)
+    assert before["inpainted_views"].all() and before["num_updates"] == 1, before["history"]
 
     shutil.rmtree(lora_cache)  # a machine without the LoRA cache: the resume must use the checkpoint's adapter
     resumed = _run(
@@ -101,8 +102,8 @@ def test_gpu_defaults_with_an_sd2_sized_ldm_customise_inpaint_update_resume_and_
     assert "LoRA adapter restored from the checkpoint" in resumed.stdout
     assert "LDM customised to the scene" not in resumed.stdout and not lora_cache.exists()
     assert "Resuming with the checkpoint's inpainted images" in resumed.stdout
-    after = _datamanager_state(checkpoint_dir / f"step-{TOTAL_STEPS - 1:09d}.ckpt")
-    assert [step for step, _ in after["update_history"]] == [2, 5]
+    after = _buffer_and_schedule(checkpoint_dir / f"step-{TOTAL_STEPS - 1:09d}.ckpt")
+    assert [step for step, _ in after["history"]] == [2, 5]
     # Update 0 (step 2) refreshed views 0-3 and update 1 (step 5) views 4-7 of the 8: views 0-3 must be exactly
     # as the first run left them, which a re-inpainting at the resume would have changed.
     assert torch.equal(after["views"], before["views"])

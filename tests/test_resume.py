@@ -47,7 +47,8 @@ def _env():
 def _final_state(out: Path) -> dict:
     (checkpoint,) = list(out.rglob("step-*.ckpt"))
     assert checkpoint.name == f"step-{STEPS - 1:09d}.ckpt", checkpoint
-    return read_checkpoint(checkpoint)["pipeline"]["datamanager._extra_state"]
+    pipeline = read_checkpoint(checkpoint)["pipeline"]
+    return {**pipeline["datamanager._extra_state"], **pipeline["_extra_state"]["dataset_update"]}
 
 
 @pytest.mark.slow
@@ -78,7 +79,7 @@ def test_sigkilled_run_resumed_with_the_same_flags_finishes_the_same_run(demo_sc
 
     expected, got = _final_state(tmp_path / "whole"), _final_state(killed_out)
     assert got["num_updates"] == expected["num_updates"] == 7  # steps 5, 10, ..., 35
-    assert got["update_history"] == expected["update_history"]  # same update steps and strengths
+    assert got["history"] == expected["history"]  # same update steps and strengths
     assert torch.equal(got["views"], expected["views"])
     difference = (got["inpainted"].float() - expected["inpainted"].float()).abs()
     assert difference.max() == 0, f"inpainted images differ by up to {difference.max():.0f}/255"
@@ -96,10 +97,10 @@ def test_resume_counts_max_num_iterations_from_step_zero_and_keeps_the_schedule_
     config.load_dir = config.get_checkpoint_dir()
     config.max_num_iterations = 10  # a longer run: it continues to step 9, the schedule keeps its horizon of 6
     resumed = setup_trainer(config)
-    assert resumed._start_step == 6 and resumed.schedule_horizon == 6
+    assert resumed._start_step == 6 and resumed.pipeline.updater.state.horizon == 6
     resumed.train()
     assert resumed.step == 9
-    history = resumed.pipeline.datamanager.update_history
+    history = resumed.pipeline.updater.state.history
     assert [step for step, _ in history] == [2, 4, 6, 8]
     assert history[-1][1] == history[-2][1] == pytest.approx(0.2)  # K = 1 from the 6-step horizon: t_min after it
 
@@ -107,6 +108,36 @@ def test_resume_counts_max_num_iterations_from_step_zero_and_keeps_the_schedule_
     finished = setup_trainer(config)  # the newest checkpoint is now step 9: nothing left to train
     finished.train()
     assert finished.step == 0 and not list(config.get_checkpoint_dir().glob("step-00000001[0-9].ckpt"))
+
+
+def test_a_checkpoint_in_the_layout_before_the_updater_owned_the_schedule_resumes_the_same_schedule(
+        demo_scene, tmp_path):
+    """Checkpoints written before the schedule's state moved to the updater kept the count, history and visibility
+    step in the datamanager's entry (with one 'initialized' flag) and the horizon in the trainer's: a resume from
+    one restores them into the updater."""
+    def edit(config):
+        config.pipeline.dataset_update.first_update_step = 2
+        config.pipeline.dataset_update.update_every = 2
+
+    config = tiny_config(demo_scene, tmp_path, steps=6, edit=edit)
+    first = train(config)
+    (checkpoint,) = config.get_checkpoint_dir().glob("step-*.ckpt")
+    state = read_checkpoint(checkpoint)
+    schedule = state["pipeline"]["_extra_state"].pop("dataset_update")
+    buffer = state["pipeline"]["datamanager._extra_state"]
+    assert bool(buffer.pop("inpainted_views").all())
+    buffer.update(initialized=True, num_updates=schedule["num_updates"], update_history=schedule["history"],
+                  visibility_step=schedule["visibility_step"])
+    state[RUN_STATE_KEY]["schedule_horizon"] = schedule["horizon"]
+    torch.save(state, checkpoint)
+
+    config.load_dir = config.get_checkpoint_dir()
+    config.max_num_iterations = 10
+    resumed = setup_trainer(config)
+    restored = resumed.pipeline.updater.state
+    assert restored.horizon == 6 and restored.num_updates == 2
+    assert restored.history == first.pipeline.updater.state.history
+    assert resumed.pipeline.datamanager.inpainted and resumed.pipeline.viewer_update_count.value == 2
 
 
 def test_damaged_newest_checkpoint_is_named_and_resume_falls_back_to_the_previous_one(demo_scene, tmp_path, capsys):
@@ -190,7 +221,7 @@ def test_checkpoint_of_another_method_is_refused_naming_both_and_warm_start_load
     note = " ".join(capsys.readouterr().out.split())
     assert f"Warm start (--warm-start) from {checkpoint} (nerfacto-masked-tiny, step 0)" in note
     assert "Not loaded: " in note and "tensor(s) of this model are not in the checkpoint (discriminator" in note
-    assert trainer._start_step == 0 and not trainer.pipeline.datamanager.initialized
+    assert trainer._start_step == 0 and not trainer.pipeline.datamanager.inpainted
     fields = [key for key, value in state["pipeline"].items() if key.startswith("_model.field.")]
     assert fields and all(torch.equal(trainer.pipeline.state_dict()[key], state["pipeline"][key]) for key in fields)
 

@@ -210,7 +210,7 @@ def check_mask_l1(run: Run) -> None:
 def check_dataset_update_off(run: Run) -> None:
     """The initial inpainting only: no update at the steps the schedule would otherwise run them."""
     config = run.pipeline.config.dataset_update
-    assert not config.enabled and run.pipeline.datamanager.num_updates == 0
+    assert not config.enabled and run.pipeline.updater.state.num_updates == 0
     assert run.inpaint_calls and all(call[:2] == (1.0, False) for call in run.inpaint_calls), run.inpaint_calls
     assert _inpainted(run) and all(run.patch_iterations())
 
@@ -219,8 +219,8 @@ def check_dataset_update_schedule(run: Run) -> None:
     """update-every, views-per-update, t-max, t-min, num-updates: the updates run when and as strongly as set."""
     config = run.pipeline.config.dataset_update
     steps = scheduled_update_steps(config, STEPS)
-    assert steps == UPDATE_STEPS and run.pipeline.datamanager.num_updates == len(steps)
-    assert [step for step, _ in run.pipeline.datamanager.update_history] == steps
+    assert steps == UPDATE_STEPS and run.pipeline.updater.state.num_updates == len(steps)
+    assert [step for step, _ in run.pipeline.updater.state.history] == steps
     last = last_update_index(config, STEPS)
     expected = [noise_strength(k, last, 0.7, 0.3) for k in range(len(steps))]
     assert expected == pytest.approx([0.7, 0.3])  # num-updates 1: update 0 at t_max, update 1 at t_min
@@ -254,7 +254,7 @@ def check_visibility(run: Run) -> None:
     batch; depth-tolerance reaches the config."""
     manager, config = run.pipeline.datamanager, run.pipeline.config.visibility
     assert config.enabled and config.depth_tolerance == pytest.approx(0.1) and config.recompute_every == 2
-    assert manager.visibility_step == 3  # computed at step 1 (end of the warm-up), again at the update of step 3
+    assert run.pipeline.updater.state.visibility_step == 3  # computed at step 1 (warm-up's end), again at step 3
     assert not (manager.fill_masks & ~manager.masks).any()
     assert config.train_seen and manager.seen_trained.any() and not (manager.seen_trained & manager.fill_masks).any()
     for step in (1, 3):
@@ -269,7 +269,7 @@ def check_seen_untrained(run: Run) -> None:
     """Visibility on with train-seen False: the seen parts of the masks hold no observed colours and no observed
     ray is drawn inside a mask (with train-seen, the default, check_visibility's run draws some there)."""
     manager = run.pipeline.datamanager
-    assert not run.pipeline.config.visibility.train_seen and manager.visibility_step == 1
+    assert not run.pipeline.config.visibility.train_seen and run.pipeline.updater.state.visibility_step == 1
     assert not manager.seen_trained.any()
     for batch in run.batches:
         views, ys, xs = batch["indices"].unbind(-1)
@@ -279,7 +279,7 @@ def check_seen_untrained(run: Run) -> None:
 def check_whole_masks(run: Run) -> None:
     """Visibility off: every masked pixel is inpainted and patched, as the paper."""
     manager = run.pipeline.datamanager
-    assert torch.equal(manager.fill_masks, manager.masks) and manager.visibility_step is None
+    assert torch.equal(manager.fill_masks, manager.masks) and run.pipeline.updater.state.visibility_step is None
     assert _inpainted(run) and all(run.patch_iterations())
 
 
@@ -297,7 +297,7 @@ def _check_inpainter(kind: type) -> Callable[[Run], None]:
         assert type(run.pipeline.inpainter) is kind
         assert run.inpaint_calls and _inpainted(run) and all(run.patch_iterations())
         _one_nerf_step_and_a_discriminator_step(run)
-        assert run.pipeline.datamanager.num_updates == len(UPDATE_STEPS)
+        assert run.pipeline.updater.state.num_updates == len(UPDATE_STEPS)
 
     check.__doc__ = f"The {kind.__name__} fills the masks, the patches train the NeRF, the updates use it."
     return check
@@ -316,7 +316,7 @@ def _check_ldm(customized: bool) -> Callable[[Run], None]:
         assert isinstance(inpainter, LDMInpainter)
         assert run.inpaint_calls and _inpainted(run) and all(run.patch_iterations())
         _one_nerf_step_and_a_discriminator_step(run)
-        assert run.pipeline.datamanager.num_updates == len(UPDATE_STEPS)
+        assert run.pipeline.updater.state.num_updates == len(UPDATE_STEPS)
         adapter = Path(run.trainer.base_dir) / "lora_adapter"
         if customized:
             assert run.pipeline.inpainter_files and adapter.is_dir(), "no LoRA adapter was trained"

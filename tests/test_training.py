@@ -129,21 +129,22 @@ def test_tiny_ldm_run_performs_the_scheduled_updates_and_resume_restores_inpaint
     last = last_update_index(config.pipeline.dataset_update, 12)
     expected = [noise_strength(k, last, 0.85, 0.2) for k in range(len(steps))]
     partial = [s for s in strengths if s < 1.0]
-    assert trainer.pipeline.datamanager.num_updates == len(steps)
+    assert trainer.pipeline.updater.state.num_updates == len(steps)
     # views_per_update=3 with the LDM's batch of 4: one inpaint call per update.
     assert partial == pytest.approx(expected)
     assert strengths[0] == 1.0  # the initial full-strength inpainting
 
     # "Kill" after the step-6 checkpoint: a new run resumes from it.
     checkpoint = config.get_checkpoint_dir() / "step-000000006.ckpt"
-    state = torch.load(checkpoint, map_location="cpu")["pipeline"]["datamanager._extra_state"]
-    assert state["num_updates"] == 2  # updates at steps 3 and 6 ran before the step-6 save
+    saved = torch.load(checkpoint, map_location="cpu")["pipeline"]
+    state = saved["datamanager._extra_state"]
+    assert saved["_extra_state"]["dataset_update"]["num_updates"] == 2  # updates at 3 and 6 ran before the save
 
     config.load_dir = None
     config.load_checkpoint = checkpoint
     resumed = setup_trainer(config)
     manager = resumed.pipeline.datamanager
-    assert manager.initialized and manager.num_updates == 2
+    assert manager.inpainted and resumed.pipeline.updater.state.num_updates == 2
     assert torch.equal(manager.current[state["views"]], state["inpainted"])
     calls: List[float] = []
     resumed.pipeline.prepare_training(resumed)
@@ -242,13 +243,13 @@ def test_warmup_trains_observed_pixels_then_inpaints_from_the_render(demo_scene,
     inpainter.inpaint = spy  # type: ignore[method-assign]
     trainer.pipeline.prepare_training(trainer)
     manager = trainer.pipeline.datamanager
-    assert not calls and not manager.initialized  # nothing invented before the NeRF has seen the observed pixels
+    assert not calls and not manager.inpainted  # nothing invented before the NeRF has seen the observed pixels
     for step in range(6):
         _, loss_dict, _ = trainer.train_iteration(step)
         assert ("adversarial_loss" in loss_dict) == (step >= 3), step
         for callback in trainer.callbacks:
             callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-    assert manager.initialized and calls and all(call == (0.6, True) for call in calls)
+    assert manager.inpainted and calls and all(call == (0.6, True) for call in calls)
     views = manager.views_with_masks()
     assert not torch.equal(manager.current[views], manager.originals[views])  # the masks now hold fills
 
@@ -480,7 +481,7 @@ def test_a_loaded_run_shows_its_update_count_and_strength_in_the_viewer(demo_sce
 
     config = tiny_config(demo_scene, tmp_path, steps=7, edit=edit)
     trained = train(config)
-    history = trained.pipeline.datamanager.update_history
+    history = trained.pipeline.updater.state.history
     assert len(history) >= 2
     config.load_dir, config.load_checkpoint = None, sorted(config.get_checkpoint_dir().glob("*.ckpt"))[-1]
     loaded = setup_trainer(config)
@@ -507,4 +508,4 @@ def test_the_viewer_scene_is_set_up_before_the_preparation(demo_scene, tmp_path,
     trainer.pipeline.prepare_training = prepare
     trainer.train()
     assert order == ["viewer scene", "preparation, train lock held: True"]
-    assert trainer.pipeline.datamanager.initialized
+    assert trainer.pipeline.datamanager.inpainted

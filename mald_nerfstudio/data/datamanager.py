@@ -8,8 +8,10 @@ Training views are loaded into memory once. Each step returns
   two). The fill masks are the masks at first; with visibility-aware inpainting
   (:mod:`mald_nerfstudio.pipeline.visibility`) they shrink to what no other training view saw.
 
-The inpainted images are training state: they are saved in every checkpoint (``get_extra_state``) together with
-the dataset-update counter and restored on resume. The originals are never written anywhere.
+The datamanager keeps the image buffer only: the inpainted images, which views hold one, the fill masks and the
+seen pixels' observed colours are training state, saved in every checkpoint (``get_extra_state``) and restored on
+resume (the schedule that refreshes them is the updater's, :mod:`mald_nerfstudio.pipeline.dataset_update`). The
+originals are never written anywhere.
 """
 
 from __future__ import annotations
@@ -69,10 +71,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.masks: Optional[Tensor] = None
         self.fill_masks: Optional[Tensor] = None
         self.seen_trained: Optional[Tensor] = None
-        self.visibility_step: Optional[int] = None
-        self.initialized = False
-        self.num_updates = 0
-        self.update_history: List[Tuple[int, float]] = []
+        self.inpainted_views: Optional[Tensor] = None
         self._pending_state: Optional[Dict] = None
         super().__init__(config, *args, **kwargs)
 
@@ -111,6 +110,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.current = self.originals.clone()
         self.fill_masks = self.masks.clone()
         self.seen_trained = torch.zeros_like(self.masks)
+        self.inpainted_views = torch.zeros(len(self.masks), dtype=torch.bool, device=self.masks.device)
         dataset.attach_images(self.current)
         self.pools = PixelPools.from_masks(self.masks)
         patch = self.config.inpaint_patch_size
@@ -143,7 +143,13 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
     def has_patches(self) -> bool:
         """Whether steps include inpainting patches: patch count > 0, some view has a mask, and the views have
         been inpainted (before that, a warm-up trains on the observed pixels only)."""
-        return self.config.num_inpaint_patches > 0 and len(self.pools.masked) > 0 and self.initialized
+        return self.config.num_inpaint_patches > 0 and len(self.pools.masked) > 0 and self.inpainted
+
+    @property
+    def inpainted(self) -> bool:
+        """Whether every view with a mask holds an inpainted image (true from the end of the initial inpainting)."""
+        assert self.inpainted_views is not None
+        return bool(self.inpainted_views[self.views_with_masks()].all())
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         self.train_count += 1
@@ -196,10 +202,10 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         assert self.seen_trained is not None
         return self.seen_trained[torch.as_tensor(list(views), dtype=torch.long, device=self.seen_trained.device)]
 
-    def set_fill_masks(self, views: Sequence[int], fill_masks: Tensor, step: int,
+    def set_fill_masks(self, views: Sequence[int], fill_masks: Tensor,
                        seen_colours: Optional[Tensor] = None, seen_valid: Optional[Tensor] = None) -> None:
         """Inpaint only ``fill_masks`` (bool [V, H, W], kept inside the masks) of ``views`` from now on; patches
-        are drawn over the fill masks. ``step`` is when they were computed (kept in checkpoints). With
+        are drawn over the fill masks. With
         ``seen_colours`` (float [V, H, W, 3] in [0, 1]) the pixels ``seen_valid`` (bool [V, H, W], outside the fill
         masks) hold those colours and are drawn with the observed rays from now on."""
         assert self.masks is not None and self.fill_masks is not None and self.current is not None
@@ -212,7 +218,6 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             self.current[idx] = torch.where(valid[..., None], colours, self.current[idx])
             self.seen_trained[idx] = valid
         self.pools = PixelPools.from_masks(self.masks, self.fill_masks, self.seen_trained)
-        self.visibility_step = int(step)
 
     def view_images(self, views: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
         """(originals, current inpainted images, masks) of some views as float [V, H, W, 3] / bool [V, H, W]."""
@@ -227,33 +232,22 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         new = (images.to(self.current.device).clamp(0, 1) * 255.0).round().to(torch.uint8)
         keep = ~self.masks[idx][..., None]
         self.current[idx] = torch.where(keep, self.originals[idx], new)
-
-    def finish_initial_inpainting(self) -> None:
-        """Every masked view now holds an inpainted image: steps get inpainting patches from here on."""
-        self.initialized = True
-
-    def record_update(self, step: int, strength: float) -> None:
-        """Count a dataset update that ran at ``step`` with partial-denoising ``strength`` (kept in checkpoints)."""
-        self.num_updates += 1
-        self.update_history.append((int(step), float(strength)))
+        self.inpainted_views[idx] = True
 
     # ------------------------------------------------------------ checkpoint
     def get_extra_state(self) -> Dict[str, Any]:
-        """Inpainted images of the masked views, whether the initial inpainting ran, the updates so far (count and
-        (step, strength) of each) and the sampler's random state (so a resumed run draws the same batches)."""
+        """The buffer of the masked views (inpainted images, which hold one, fill masks, trained seen pixels) and
+        the sampler's random state (so a resumed run draws the same batches)."""
         if self.current is None:
             return dict(self._pending_state or {})
         views = self.views_with_masks()
         return {
-            "initialized": bool(self.initialized),
-            "num_updates": int(self.num_updates),
-            "update_history": list(self.update_history),
             "views": views.cpu(),
             "inpainted": self.current[views].cpu(),
+            "inpainted_views": self.inpainted_views[views].cpu(),
             "sampler_rng": self.generator.get_state(),
             "fill_masks": self.fill_masks[views].cpu(),
             "seen_trained": self.seen_trained[views].cpu(),
-            "visibility_step": self.visibility_step,
         }
 
     def set_extra_state(self, state: Any) -> None:
@@ -275,9 +269,10 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
                 "resume with the same --data and data-parser options the run was started with",
             )
         self.current[views] = images
-        self.initialized = bool(state.get("initialized", False))
-        self.num_updates = int(state.get("num_updates", 0))
-        self.update_history = [(int(step), float(strength)) for step, strength in state.get("update_history", [])]
+        if "inpainted_views" in state:
+            self.inpainted_views[views] = state["inpainted_views"].to(self.inpainted_views.device).bool()
+        else:  # checkpoints written before the schedule's state moved to the updater: one flag for all views
+            self.inpainted_views[views] = bool(state.get("initialized", False))
         if "sampler_rng" in state:  # absent in checkpoints written before resumes drew the same batches
             self.generator.set_state(state["sampler_rng"])
         if "fill_masks" in state:  # absent in checkpoints written before visibility-aware inpainting
@@ -286,5 +281,4 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             if "seen_trained" in state:  # absent before the seen parts were trained on their observed colours
                 self.seen_trained[views] = state["seen_trained"].to(self.masks.device).bool() & self.masks[views]
             self.pools = PixelPools.from_masks(self.masks, self.fill_masks, self.seen_trained)
-            self.visibility_step = state.get("visibility_step")
         self._pending_state = None

@@ -14,15 +14,18 @@ NeRF's depths at the end of the warm-up (and again at updates ``recompute_every`
 holds, in the seen part, the colours the other views observed there (the NeRF's render where none was found), so
 the fill continues what other views saw, and the seen part is stored as such.
 
-The update counter lives in the datamanager's checkpointed state, so a resumed run continues the schedule. The
-updater returns the views it changed; the pipeline's training callback shows them in the viewer.
+The schedule's progress (the run length it was planned for, the updates so far, when the fill masks were computed)
+is one :class:`UpdateState`, owned by the updater and saved in the pipeline's checkpoint state, so a resumed run
+continues the schedule; the run's length is handed over once (:meth:`DatasetUpdater.start`). The datamanager keeps
+only the image buffer (which views hold an inpainting, the fill masks, the images). The updater returns the views
+it changed; the pipeline's training callback shows them in the viewer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -68,6 +71,38 @@ class DatasetUpdateConfig:
     """Base seed of the updates; update k of view i uses a seed derived from (seed, k, i)."""
 
 
+@dataclass
+class UpdateState:
+    """Where the dataset-update schedule stands; checkpointed with the pipeline (its ``dataset_update`` entry)."""
+
+    horizon: Optional[int] = None
+    """Run length the schedule's K was planned for: set at the run's first start, kept when a resume lengthens it."""
+    num_updates: int = 0
+    """Dataset updates run so far (k of the next one)."""
+    history: List[Tuple[int, float]] = field(default_factory=list)
+    """(step, strength) of every update so far."""
+    visibility_step: Optional[int] = None
+    """Step the fill masks were last computed at (None: never; the fill masks are the whole masks)."""
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Plain values for a checkpoint."""
+        return {"horizon": self.horizon, "num_updates": self.num_updates, "history": list(self.history),
+                "visibility_step": self.visibility_step}
+
+    @classmethod
+    def from_dict(cls, state: Dict[str, Any], horizon: Optional[int] = None) -> "UpdateState":
+        """From :meth:`as_dict`, or from the datamanager entries and the trainer's horizon that checkpoints written
+        before this state existed hold (``update_history``; ``horizon`` given)."""
+        history = state.get("history", state.get("update_history", []))
+        step = state.get("visibility_step")
+        return cls(
+            horizon=state.get("horizon", horizon),
+            num_updates=int(state.get("num_updates", 0)),
+            history=[(int(s), float(t)) for s, t in history],
+            visibility_step=None if step is None else int(step),
+        )
+
+
 def scheduled_update_steps(config: DatasetUpdateConfig, max_num_iterations: int) -> List[int]:
     """Training steps at which updates run in a run of ``max_num_iterations`` steps (steps 0..max-1)."""
     if not config.enabled or config.update_every <= 0:
@@ -88,31 +123,50 @@ def view_seeds(base: int, update_index: int, views: Sequence[int]) -> List[int]:
 
 
 class DatasetUpdater:
-    """Runs the initial inpainting and the scheduled updates against a datamanager's image buffer."""
+    """Runs the initial inpainting and the scheduled updates against a datamanager's image buffer; owns the
+    schedule's :class:`UpdateState`."""
 
     def __init__(
         self,
         config: DatasetUpdateConfig,
         datamanager: "MaldDataManager",
         model: "Model",
-        inpainter: Inpainter,
-        max_num_iterations: int,
-        schedule_horizon: Optional[int] = None,
         visibility: Optional[VisibilityConfig] = None,
-        output_dir: Optional[Path] = None,
     ) -> None:
         noise_strength(0, 1, config.t_max, config.t_min)  # a wrong range stops here, before any update
         self.config = config
         self.visibility = visibility if visibility is not None else VisibilityConfig(enabled=False)
-        self.output_dir = output_dir
         self.datamanager = datamanager
         self.model = model
+        self.state = UpdateState()
+        """The schedule's progress (restored from a checkpoint before :meth:`start`)."""
+        self.inpainter: Optional[Inpainter] = None
+        self.output_dir: Optional[Path] = None
+        self.batch_size = 1
+        self.update_steps: set = set()
+        self.last_index = 0
+
+    def start(self, inpainter: Inpainter, run_length: int, output_dir: Optional[Path] = None) -> None:
+        """What the run hands over once, before its first step: the inpainter, the run's total length (from step 0)
+        and its folder. The first start fixes the schedule's horizon; a resumed run that was lengthened keeps
+        updating every U steps, at t_min past the original horizon's K."""
+        if self.state.horizon is None:
+            self.state.horizon = int(run_length)
+        elif self.state.horizon != run_length:
+            CONSOLE.print(
+                f"[bold yellow]This run was started for {self.state.horizon} steps and now ends at step "
+                f"{run_length}; its dataset-update schedule keeps the original horizon."
+            )
         self.inpainter = inpainter
-        self.max_num_iterations = max_num_iterations
+        self.output_dir = output_dir
         self.batch_size = max(1, inpainter.views_per_call)
-        self.update_steps = set(scheduled_update_steps(config, max_num_iterations))
-        # A resumed run that was lengthened keeps updating every U steps, at t_min past the original horizon's K.
-        self.last_index = last_update_index(config, schedule_horizon or max_num_iterations)
+        self.update_steps = set(scheduled_update_steps(self.config, run_length))
+        self.last_index = last_update_index(self.config, self.state.horizon)
+
+    def _inpainter(self) -> Inpainter:
+        if self.inpainter is None:
+            raise RuntimeError("DatasetUpdater.start must hand over the inpainter before any inpainting")
+        return self.inpainter
 
     def initial_inpainting(self, from_render: bool = False) -> List[int]:
         """Inpaint every masked training view (progress bar): at full strength from its original image, or with
@@ -126,9 +180,8 @@ class DatasetUpdater:
             TimeElapsedColumn(),
         ) as progress:
             task = progress.add_task("[green]Inpainting training views", total=len(views))
-            with self.inpainter.session():  # the LDM moves to the GPU once for the whole pass
+            with self._inpainter().session():  # the LDM moves to the GPU once for the whole pass
                 self._initial_pass(views, strength, from_render, progress, task)
-        self.datamanager.finish_initial_inpainting()
         return views
 
     def _initial_pass(self, views: List[int], strength: float, from_render: bool, progress: Progress, task) -> None:
@@ -150,7 +203,7 @@ class DatasetUpdater:
             renders = render_mask_regions(self.model, self.datamanager.train_ray_generator, views, current, masks)
         images = originals if renders is None else torch.where(seen[..., None], renders, originals)
         images = torch.where(observed[..., None], current, images)
-        filled = self.inpainter.inpaint(images, fill, init=renders if partial else None, strength=strength,
+        filled = self._inpainter().inpaint(images, fill, init=renders if partial else None, strength=strength,
                                         seeds=seeds)
         self.datamanager.set_inpainted(views, filled)
 
@@ -159,7 +212,7 @@ class DatasetUpdater:
         ``recompute_every`` steps ago."""
         if not self.visibility.enabled:
             return False
-        last = self.datamanager.visibility_step
+        last = self.state.visibility_step
         return last is None or (self.visibility.recompute_every > 0 and step - last >= self.visibility.recompute_every)
 
     def compute_fill_masks(self, step: int) -> List[int]:
@@ -178,10 +231,11 @@ class DatasetUpdater:
         if self.visibility.train_seen:
             fill, seen = unseen_masks(manager.train_dataset.cameras, depths, manager.masks.cpu(), views,
                                       self.visibility, images=manager.originals.cpu())
-            manager.set_fill_masks(views, fill, step, seen_colours=seen.colours, seen_valid=seen.valid)
+            manager.set_fill_masks(views, fill, seen_colours=seen.colours, seen_valid=seen.valid)
         else:
             fill = unseen_masks(manager.train_dataset.cameras, depths, manager.masks.cpu(), views, self.visibility)
-            manager.set_fill_masks(views, fill, step)
+            manager.set_fill_masks(views, fill)
+        self.state.visibility_step = int(step)
         masks = manager.masks[torch.as_tensor(views, dtype=torch.long, device=manager.masks.device)].cpu()
         fractions = fill.flatten(1).sum(1).float() / masks.flatten(1).sum(1).clamp(min=1).float()
         names = [Path(manager.train_dataset.image_filenames[v]).stem for v in views]
@@ -215,7 +269,7 @@ class DatasetUpdater:
     def step(self, step: int) -> List[int]:
         """Run the initial inpainting once the warm-up is over, or the update scheduled at ``step``, if any.
         Returns the views whose inpainted images changed (none: nothing ran)."""
-        if not self.datamanager.initialized:
+        if not self.datamanager.inpainted:
             if step + 1 < self.config.warmup_steps:
                 return []
             if self.visibility.enabled:
@@ -226,16 +280,17 @@ class DatasetUpdater:
         if step not in self.update_steps:
             return []
         refreshed = self.compute_fill_masks(step) if self.visibility_due(step) else []
-        k = self.datamanager.num_updates
+        k = self.state.num_updates
         views = self.views_of_update(k)
         if not views:
             return refreshed
         strength = self.strength(k)
-        with self.inpainter.session():
+        with self._inpainter().session():
             for start in range(0, len(views), self.batch_size):
                 chunk = views[start : start + self.batch_size]
                 self._fill(chunk, strength, True, view_seeds(self.config.seed, k, chunk))
-        self.datamanager.record_update(step, strength)
+        self.state.num_updates += 1
+        self.state.history.append((int(step), float(strength)))
         writer.put_scalar("Dataset update/strength", strength, step)
         writer.put_scalar("Dataset update/count", k + 1, step)
         return views

@@ -35,19 +35,19 @@ from mald_nerfstudio.inpaint.base import Inpainter
 from mald_nerfstudio.inpaint.choices import AnnotatedInpainterUnion
 from mald_nerfstudio.inpaint.ldm import LDMInpainterConfig
 from mald_nerfstudio.model.mald_model import LossPhase, MaldNerfModel, MaldNerfModelConfig
-from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, DatasetUpdater
+from mald_nerfstudio.pipeline.dataset_update import DatasetUpdateConfig, DatasetUpdater, UpdateState
 from mald_nerfstudio.pipeline.viewer_feedback import refresh_camera_thumbnails
 from mald_nerfstudio.pipeline.visibility import VisibilityConfig
 
 
 
 class TrainingRun(Protocol):
-    """What the pipeline's callbacks read of the trainer that runs them (``trainer.MaldTrainer``, which imports
-    this module): the run folder, the schedule's length and horizon, and the viewer."""
+    """What the pipeline reads of the trainer that runs it (``trainer.MaldTrainer``, which imports this module):
+    the run folder and the run's total length, handed over once before the first step, and the viewer, whose
+    camera thumbnails the updates redraw."""
 
     base_dir: Path
     run_length: int
-    schedule_horizon: int
     viewer_state: Any
 
 
@@ -97,7 +97,8 @@ class MaldPipeline(VanillaPipeline):
             config = replace(config, datamanager=replace(config.datamanager, num_inpaint_patches=0))
         super().__init__(config, device, test_mode, *args, **kwargs)  # type: ignore[arg-type]
         self._inpainter: Optional[Inpainter] = None
-        self.updater: Optional[DatasetUpdater] = None
+        self.updater = DatasetUpdater(config.dataset_update, self.datamanager, self.model, config.visibility)
+        """The dataset updates and the schedule's checkpointed state."""
         self._prepared = False
         self.inpainter_files: Dict[str, torch.Tensor] = {}
         """What the inpainter's preparation returned (the LDM: its scene LoRA adapter's files, bytes as uint8
@@ -139,19 +140,10 @@ class MaldPipeline(VanillaPipeline):
 
         self.inpainter_files = inpainter.prepare(self.datamanager.originals.float() / 255.0, self.datamanager.masks,
                                                  Path(trainer.base_dir), self.inpainter_files, on_loss=log_loss)
-        self.updater = DatasetUpdater(
-            self.config.dataset_update,
-            self.datamanager,
-            self.model,
-            inpainter,
-            max_num_iterations=trainer.run_length,
-            schedule_horizon=trainer.schedule_horizon,
-            visibility=self.config.visibility,
-            output_dir=Path(trainer.base_dir),
-        )
-        if self.datamanager.initialized:
+        self.updater.start(inpainter, trainer.run_length, Path(trainer.base_dir))
+        if self.datamanager.inpainted and len(self.datamanager.views_with_masks()) > 0:
             CONSOLE.print(
-                f"Resuming with the checkpoint's inpainted images ({self.datamanager.num_updates} dataset updates)."
+                f"Resuming with the checkpoint's inpainted images ({self.updater.state.num_updates} dataset updates)."
             )
         elif self.config.dataset_update.warmup_steps > 0:
             CONSOLE.print(
@@ -176,24 +168,38 @@ class MaldPipeline(VanillaPipeline):
             )
 
     def get_extra_state(self) -> Dict[str, Any]:
-        """The inpainter's files (the LDM's LoRA adapter), when its preparation returned any."""
-        return {"lora_adapter_files": dict(self.inpainter_files)} if self.inpainter_files else {}
+        """The dataset-update schedule's state and the inpainter's files (the LDM's LoRA adapter), when its
+        preparation returned any."""
+        state: Dict[str, Any] = {"dataset_update": self.updater.state.as_dict()}
+        if self.inpainter_files:
+            state["lora_adapter_files"] = dict(self.inpainter_files)  # the key checkpoints have always used
+        return state
 
     def set_extra_state(self, state: Any) -> None:
-        if isinstance(state, dict) and state.get("lora_adapter_files"):  # the key checkpoints have always used
+        if not isinstance(state, dict):
+            return
+        if state.get("lora_adapter_files"):
             self.inpainter_files = dict(state["lora_adapter_files"])
+        if "dataset_update" in state:
+            self.updater.state = UpdateState.from_dict(state["dataset_update"])
 
-    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int, legacy_horizon: Optional[int] = None) -> None:
         """nerfstudio's loading, then the viewer's update count and strength from the checkpoint (``ns-viewer`` on
-        a finished run shows the run's values, not 0 and 1)."""
+        a finished run shows the run's values, not 0 and 1). A checkpoint written before the schedule's state was
+        the updater's holds it in the datamanager's entry, and its horizon in the trainer's (``legacy_horizon``)."""
         super().load_pipeline(loaded_state, step)
+        extra = loaded_state.get("_extra_state", loaded_state.get("module._extra_state"))
+        if not (isinstance(extra, dict) and "dataset_update" in extra):
+            legacy = loaded_state.get("datamanager._extra_state", loaded_state.get("module.datamanager._extra_state"))
+            if isinstance(legacy, dict) and "num_updates" in legacy:
+                self.updater.state = UpdateState.from_dict(legacy, horizon=legacy_horizon)
         self._show_update_numbers()
 
     def _show_update_numbers(self) -> None:
-        history = self.datamanager.update_history
-        self.viewer_update_count.value = int(self.datamanager.num_updates)
-        if history:
-            self.viewer_strength.value = float(history[-1][1])
+        state = self.updater.state
+        self.viewer_update_count.value = int(state.num_updates)
+        if state.history:
+            self.viewer_strength.value = float(state.history[-1][1])
 
     def _show_update(self, trainer: "TrainingRun", views: List[int]) -> None:
         """The update numbers, and the refreshed views' thumbnails when the run has a viewer."""
@@ -207,7 +213,7 @@ class MaldPipeline(VanillaPipeline):
             self.prepare_training(trainer)
 
     def _update_after_step(self, trainer: "TrainingRun", step: int) -> None:
-        views = self.updater.step(step) if self.updater is not None else []  # a pass offloads the LDM at its end
+        views = self.updater.step(step) if self.updater.inpainter is not None else []  # a pass offloads the LDM
         if views:
             self._show_update(trainer, views)
 

@@ -126,8 +126,10 @@ def test_next_train_rays_are_observed_and_patches_cut_from_current_images(scene)
     # As after the initial inpainting: every masked view holds a fill that differs from the original (which still
     # shows the object) at every masked pixel, so a patch cut from the originals cannot pass for one cut from these.
     views = dm.views_with_masks().tolist()
-    dm.set_inpainted(views, 1.0 - dm.originals[views].float() / 255.0)  # 255 - x: never equal to x
-    dm.finish_initial_inpainting()
+    dm.set_inpainted(views[:-1], 1.0 - dm.originals[views[:-1]].float() / 255.0)  # 255 - x: never equal to x
+    assert not dm.has_patches  # one masked view still holds its original
+    dm.set_inpainted(views[-1:], 1.0 - dm.originals[views[-1:]].float() / 255.0)
+    assert dm.inpainted and dm.has_patches
     inside = dm.masks[views]
     assert (dm.current[views] != dm.originals[views])[inside].all()
     ray_bundle, batch = dm.next_train(0)
@@ -173,10 +175,9 @@ def test_set_inpainted_keeps_original_pixels_outside_mask_bit_exactly(scene):
     assert np.array_equal(dm.train_dataset.get_numpy_image(3), dm.current[3].numpy())
 
 
-def test_extra_state_round_trips_inpainted_images_and_counters(scene):
+def test_extra_state_round_trips_the_image_buffer(scene):
     dm = make_datamanager(scene)
     dm.set_inpainted([0, 2, 3], torch.rand(3, HEIGHT, WIDTH, 3, generator=torch.Generator().manual_seed(6)))
-    dm.initialized, dm.num_updates = True, 7
     # Through a real checkpoint: state_dict -> torch.save -> torch.load(weights_only=True) -> load_state_dict.
     buffer = io.BytesIO()
     torch.save(dm.state_dict(), buffer)
@@ -190,7 +191,7 @@ def test_extra_state_round_trips_inpainted_images_and_counters(scene):
     assert not torch.equal(restored.current, dm.current)
     restored.load_state_dict(state)
     assert torch.equal(restored.current, dm.current)
-    assert restored.initialized is True and restored.num_updates == 7
+    assert restored.inpainted and not make_datamanager(scene).inpainted
     assert torch.equal(restored.originals, dm.originals)
 
 

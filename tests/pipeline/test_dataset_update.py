@@ -32,8 +32,10 @@ class _Views:
 
 
 def _updater(config: DatasetUpdateConfig, masked_views=(0, 1, 2, 3, 4, 5), steps: int = 30000, horizon=None):
-    return DatasetUpdater(config, _Views(list(masked_views)), model=None, inpainter=NoInpainterConfig().setup(),
-                          max_num_iterations=steps, schedule_horizon=horizon)
+    updater = DatasetUpdater(config, _Views(list(masked_views)), model=None)
+    updater.state.horizon = horizon  # as restored from a checkpoint of a run started for `horizon` steps
+    updater.start(NoInpainterConfig().setup(), run_length=steps)
+    return updater
 
 
 def test_updates_run_every_u_steps_from_the_first_update_step_to_the_end_of_the_run():
@@ -59,7 +61,7 @@ def test_each_update_refreshes_the_next_v_masked_views_in_a_fixed_cycle():
 def test_strength_follows_the_square_root_schedule_and_a_lengthened_run_keeps_its_horizon():
     config = DatasetUpdateConfig(update_every=100, first_update_step=100, t_max=0.8, t_min=0.2)
     updater = _updater(config, steps=1000)  # updates at 100..900: K = 8
-    assert updater.last_index == 8
+    assert updater.last_index == 8 and updater.state.horizon == 1000  # the first start fixes the horizon
     assert [updater.strength(k) for k in (0, 2, 8)] == pytest.approx([0.8, noise_strength(2, 8, 0.8, 0.2), 0.2])
     longer = _updater(config, steps=2000, horizon=1000)  # resumed and lengthened: same K, more updates at t_min
     assert longer.last_index == 8 and len(longer.update_steps) == 19 and longer.strength(15) == pytest.approx(0.2)

@@ -141,7 +141,7 @@ def test_after_the_warm_up_only_the_unseen_part_is_inpainted_and_patched(demo_sc
     inpainter.inpaint = spy
     trainer.train()
     manager = trainer.pipeline.datamanager
-    assert manager.visibility_step == 29
+    assert trainer.pipeline.updater.state.visibility_step == 29
     views = manager.views_with_masks().tolist()
     fill = manager.view_fill_masks(views)
     masks = manager.masks[views]
@@ -178,7 +178,7 @@ def test_after_the_warm_up_only_the_unseen_part_is_inpainted_and_patched(demo_sc
         edit(c), setattr(c, "load_dir", trainer.checkpoint_dir))))
     assert torch.equal(resumed.pipeline.datamanager.fill_masks, manager.fill_masks)
     assert torch.equal(resumed.pipeline.datamanager.seen_trained, manager.seen_trained)
-    assert resumed.pipeline.datamanager.visibility_step == 29
+    assert resumed.pipeline.updater.state.visibility_step == 29
 
 
 def test_by_default_every_masked_pixel_is_inpainted_and_the_variant_turns_visibility_on(demo_scene, tmp_path):
@@ -193,4 +193,4 @@ def test_by_default_every_masked_pixel_is_inpainted_and_the_variant_turns_visibi
         assert variant.pipeline.dataset_update.first_update_step > warmup
     trainer = train(tiny_config(demo_scene, tmp_path, steps=2))
     manager = trainer.pipeline.datamanager
-    assert torch.equal(manager.fill_masks, manager.masks) and manager.visibility_step is None
+    assert torch.equal(manager.fill_masks, manager.masks) and trainer.pipeline.updater.state.visibility_step is None
