@@ -20,6 +20,7 @@ import pytest
 import torch
 import tyro
 
+from mald_nerfstudio.data.training_batch import TrainingBatch
 from mald_nerfstudio.errors import MaldSetupError, format_error
 from mald_nerfstudio.inpaint.base import NoInpainter
 from mald_nerfstudio.inpaint.exemplar import ExemplarInpainter, ExemplarInpainterConfig
@@ -56,7 +57,7 @@ class Run:
     """What a short training run did, recorded by spies on the real trainer's pieces."""
 
     trainer: MaldTrainer
-    batches: List[Dict] = field(default_factory=list)
+    batches: List[TrainingBatch] = field(default_factory=list)
     """Each batch the datamanager sampled."""
     phases: List[List[Tuple[str, Tuple[str, ...]]]] = field(default_factory=list)
     """Per iteration: the pipeline's loss phases, as (name, loss names)."""
@@ -73,7 +74,7 @@ class Run:
 
     def patch_iterations(self) -> List[bool]:
         """Per iteration, whether its batch carried inpainting patches."""
-        return ["patch_real" in batch for batch in self.batches]
+        return [batch.patches is not None for batch in self.batches]
 
 
 def train_with_flags(scene: Path, out: Path, flags: Sequence[str], base_edit: Optional[Callable] = None) -> Run:
@@ -260,9 +261,9 @@ def check_visibility(run: Run) -> None:
     for step in (1, 3):
         assert list((Path(run.trainer.base_dir) / "unseen_masks" / f"step_{step:06d}").glob("*.png"))
     for batch in run.batches:
-        if "patch_real" in batch:
-            views, ys, xs = batch["patch_indices"].reshape(-1, 3).unbind(-1)
-            assert not (batch["patch_mask"].reshape(-1) & ~manager.masks[views, ys, xs]).any()
+        if batch.patches is not None:
+            views, ys, xs = batch.patches.indices.reshape(-1, 3).unbind(-1)
+            assert not (batch.patches.mask.reshape(-1) & ~manager.masks[views, ys, xs]).any()
 
 
 def check_seen_untrained(run: Run) -> None:
@@ -272,7 +273,7 @@ def check_seen_untrained(run: Run) -> None:
     assert not run.pipeline.config.visibility.train_seen and run.pipeline.updater.state.visibility_step == 1
     assert not manager.seen_trained.any()
     for batch in run.batches:
-        views, ys, xs = batch["indices"].unbind(-1)
+        views, ys, xs = batch.observed.indices.unbind(-1)
         assert not manager.masks[views, ys, xs].any()
 
 

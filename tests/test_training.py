@@ -382,8 +382,8 @@ def test_proposal_losses_see_patch_rays_only_when_asked(demo_scene, tmp_path, on
     outputs = model(ray_bundle)
     metrics = model.get_metrics_dict(outputs, batch)
     losses = model.get_loss_dict(outputs, batch, metrics)
-    n = batch["num_recon_rays"]
-    assert "patch_real" in batch and outputs["rgb"].shape[0] > n
+    n = batch.num_observed
+    assert batch.patches is not None and outputs["rgb"].shape[0] == n + batch.patches.num_rays
     weights = outputs["weights_list"] if on_patches else [w[:n] for w in outputs["weights_list"]]
     samples = outputs["ray_samples_list"] if on_patches else [s[:n] for s in outputs["ray_samples_list"]]
     expected_interlevel = model.config.interlevel_loss_mult * interlevel_loss(weights, samples)

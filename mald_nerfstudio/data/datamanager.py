@@ -1,6 +1,7 @@
 """The mald-nerf datamanager: original images, inpainting masks and the buffer of current inpainted images.
 
-Training views are loaded into memory once. Each step returns
+Training views are loaded into memory once. Each step returns a ray bundle and a
+:class:`~mald_nerfstudio.data.training_batch.TrainingBatch`:
 
 * reconstruction rays drawn from observed pixels only (outside every mask), with their original colours, and
 * ``num_inpaint_patches`` P x P patches that overlap the fill masks, every ray of each patch rendered, with the
@@ -31,12 +32,13 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
 from mald_nerfstudio.data.dataset import InpaintDataset
-from mald_nerfstudio.data.patch_sampling import (
-    PATCH_RAY_KEY,
-    PATCH_SIZE_KEY,
-    PixelPools,
-    sample_observed,
-    sample_patches,
+from mald_nerfstudio.data.patch_sampling import PixelPools, sample_observed, sample_patches
+from mald_nerfstudio.data.training_batch import (
+    MaskPatches,
+    ObservedRays,
+    TrainingBatch,
+    mark_patch_rays,
+    set_patch_size,
 )
 from mald_nerfstudio.errors import MaldInputError
 
@@ -78,7 +80,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
     # ------------------------------------------------------------------ setup
     def create_train_dataset(self) -> InpaintDataset:
         dataset = InpaintDataset(self.train_dataparser_outputs)
-        dataset.metadata[PATCH_SIZE_KEY] = self.config.inpaint_patch_size  # the model builds its discriminator for it
+        set_patch_size(dataset.metadata, self.config.inpaint_patch_size)  # the model builds its discriminator for it
         return dataset
 
     def create_eval_dataset(self) -> InpaintDataset:
@@ -151,30 +153,23 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         assert self.inpainted_views is not None
         return bool(self.inpainted_views[self.views_with_masks()].all())
 
-    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+    def next_train(self, step: int) -> Tuple[RayBundle, TrainingBatch]:  # type: ignore[override]
+        """The step's rays: observed rays, then the patch rays (marked as such in the bundle), and their batch."""
         self.train_count += 1
         assert self.originals is not None and self.current is not None and self.masks is not None
         recon = sample_observed(self.pools, self.config.train_num_rays_per_batch, self.generator)
         v, y, x = recon.unbind(-1)
-        batch: Dict[str, Any] = {  # current = originals outside the masks, observed colours on their trained seen part
-            "image": self.current[v, y, x].float() / 255.0,
-            "indices": recon,
-            "num_recon_rays": len(recon),
-        }
-        indices = recon
+        # current = originals outside the masks, observed colours on their trained seen part
+        batch = TrainingBatch(ObservedRays(indices=recon, colours=self.current[v, y, x].float() / 255.0))
         if self.has_patches:
             patches = sample_patches(
                 self.pools, self.config.num_inpaint_patches, self.config.inpaint_patch_size, self.generator
             )
             pv, py, px = patches.unbind(-1)
-            batch["patch_real"] = self.current[pv, py, px].float() / 255.0
-            batch["patch_mask"] = self.fill_masks[pv, py, px][..., None]
-            batch["patch_indices"] = patches
-            indices = torch.cat([recon, patches.reshape(-1, 3)], dim=0)
-        ray_bundle = self.train_ray_generator(indices)
-        flags = torch.zeros((len(indices), 1), device=indices.device)
-        flags[len(recon) :] = 1.0
-        ray_bundle.metadata[PATCH_RAY_KEY] = flags  # patch rays do not refine the camera poses
+            batch.patches = MaskPatches(indices=patches, real=self.current[pv, py, px].float() / 255.0,
+                                        mask=self.fill_masks[pv, py, px][..., None])
+        ray_bundle = self.train_ray_generator(batch.ray_indices())
+        mark_patch_rays(ray_bundle, batch.num_observed)  # patch rays do not refine the camera poses
         return ray_bundle, batch
 
     def get_train_rays_per_batch(self) -> int:

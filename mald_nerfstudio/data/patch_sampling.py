@@ -14,12 +14,6 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-PATCH_RAY_KEY = "inpaint_patch_ray"
-"""Ray-bundle metadata the datamanager sets: 1.0 for rays of inpainting patches, 0.0 for observed rays ([N, 1])."""
-PATCH_SIZE_KEY = "inpaint_patch_size"
-"""Train-dataset metadata the datamanager sets: the patch side, which the model's discriminator is built for."""
-
-
 @dataclass
 class PixelPools:
     """Flat indices (view * H * W + y * W + x) of observed and of masked training pixels."""

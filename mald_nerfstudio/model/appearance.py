@@ -4,8 +4,8 @@ nerfacto gives every training view an appearance code (``NerfactoField.embedding
 evaluation views with the codes' mean. Inside the masks MALD-NeRF trains on inpainted images whose colours differ
 from view to view; if the adversarial and feature-matching gradients reached the codes, each view's code would
 soak up its own fill's colour, and the mean code used for evaluation would render none of them. The embedding here
-is nerfacto's, but the rays the datamanager marks as inpainting-patch rays (ray-bundle metadata
-:data:`~mald_nerfstudio.data.patch_sampling.PATCH_RAY_KEY`) get their code detached, or the mean code (see
+is nerfacto's, but the rays the datamanager marks as inpainting-patch rays (read with
+:func:`~mald_nerfstudio.data.training_batch.patch_rays`) get their code detached, or the mean code (see
 :data:`PatchAppearance`), so the fill is learnt by the shared field.
 """
 

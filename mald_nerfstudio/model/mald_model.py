@@ -1,8 +1,9 @@
 """The MALD-NeRF model: nerfacto trained on observed pixels and, inside the masks, adversarially.
 
-Each training batch (see :mod:`mald_nerfstudio.data.datamanager`) holds ``num_recon_rays`` observed rays
-followed by the rays of P x P patches laid over the inpainting masks. The pipeline renders them in one forward pass
-(one summed step) or in two, one per step (:meth:`MaldPipeline.get_train_loss_phases`).
+Each training step's :class:`~mald_nerfstudio.data.training_batch.TrainingBatch` holds observed rays followed by
+the rays of P x P patches laid over the inpainting masks. The pipeline renders them in one forward pass (one summed
+step) or in two, one per step (:meth:`MaldPipeline.get_train_loss_phases`), and hands the patch rays' renders to
+:meth:`MaldNerfModel.get_inpainting_losses` explicitly.
 
 * Observed rays: nerfacto's losses (pixel MSE, proposal interlevel, distortion, camera-pose regulariser).
   The interlevel and distortion terms see the observed rays only, unless ``proposal_losses_on_patches``.
@@ -21,7 +22,7 @@ out (our metrics load local weights only).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor, nn
 from torch.nn import Parameter
 
-from mald_nerfstudio.data.patch_sampling import PATCH_RAY_KEY, PATCH_SIZE_KEY
+from mald_nerfstudio.data.training_batch import TrainingBatch, patch_rays, patch_size
 from mald_nerfstudio.metrics.inpainting import InpaintingMetrics, MetricsConfig
 from mald_nerfstudio.model.adversarial_loss import (
     AdversarialLossConfig,
@@ -54,6 +55,8 @@ from mald_nerfstudio.model.discriminator import DiscriminatorConfig, PatchDiscri
 from mald_nerfstudio.upstream_internals import proposal_sampler_counters, restore_proposal_sampler_counters
 
 DISCRIMINATOR_GROUP = "discriminator"
+Batch = Union[TrainingBatch, Dict[str, Tensor]]
+"""What the losses and metrics read: a training step's batch, or nerfstudio's dict of an evaluation batch."""
 
 
 @dataclass
@@ -128,10 +131,9 @@ class MaldNerfModel(NerfactoModel):
         the discriminator at the datamanager's patch size and the adversarial losses."""
         Model.populate_modules(self)
         self._populate_nerfacto_modules()
-        patch_size = (self.kwargs.get("metadata") or {}).get(PATCH_SIZE_KEY)
         self.discriminator: Optional[PatchDiscriminator] = None
         if self.config.use_adversarial:
-            self.discriminator = self.config.discriminator.setup(patch_size=patch_size)
+            self.discriminator = self.config.discriminator.setup(patch_size=patch_size(self.kwargs.get("metadata")))
         adversarial = self.config.adversarial_loss
         if not self.config.use_feature_matching:
             adversarial = AdversarialLossConfig(**{**vars(adversarial), "lambda_fm": 0.0})
@@ -241,10 +243,10 @@ class MaldNerfModel(NerfactoModel):
     def get_outputs(self, ray_bundle):
         """nerfacto's outputs; patch rays use the appearance code ``patch_appearance`` says (model/appearance.py)."""
         embedding = self.field.embedding_appearance
-        flags = (ray_bundle.metadata or {}).get(PATCH_RAY_KEY)
+        flags = patch_rays(ray_bundle)
         if not isinstance(embedding, PatchAwareAppearanceEmbedding) or flags is None or not self.training:
             return super().get_outputs(ray_bundle)
-        with embedding.for_rays(flags.reshape(-1) > 0.5, self.config.patch_appearance):
+        with embedding.for_rays(flags, self.config.patch_appearance):
             return super().get_outputs(ray_bundle)
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -255,8 +257,12 @@ class MaldNerfModel(NerfactoModel):
 
     # ----------------------------------------------------------------- batch
     @staticmethod
-    def _num_recon(outputs: Dict, batch: Dict) -> int:
-        return int(batch.get("num_recon_rays", outputs["rgb"].shape[0]))
+    def _observed(outputs: Dict, batch: Batch) -> Tuple[int, Dict[str, Tensor]]:
+        """The number of observed rays in ``outputs`` and nerfstudio's batch dict for them: a training step's
+        :class:`TrainingBatch`, or nerfstudio's dict of an evaluation batch (every ray observed)."""
+        if isinstance(batch, TrainingBatch):
+            return batch.num_observed, batch.observed.nerfstudio_batch()
+        return outputs["rgb"].shape[0], batch
 
     def _recon_outputs(self, outputs: Dict, num_recon: int) -> Dict:
         """Outputs restricted to the observed rays for nerfacto's terms (the sample lists only without
@@ -271,40 +277,36 @@ class MaldNerfModel(NerfactoModel):
                     sliced[key] = [item[:num_recon] for item in outputs[key]]
         return sliced
 
-    def _patches(self, outputs: Dict, batch: Dict) -> Optional[PatchBatch]:
-        """The batch's patches (real, rendered, mask), or None without patches. The patch rays follow the batch's
-        observed rays in ``outputs``, or are all of them (``patch_rays_only``)."""
-        if "patch_real" not in batch:
-            return None
-        real = batch["patch_real"].to(self.device)
-        num_patches, size = real.shape[0], real.shape[1]
-        first = 0 if batch.get("patch_rays_only", False) else self._num_recon(outputs, batch)
-        return PatchBatch(
-            real=rays_to_patches(real.reshape(-1, 3), size),
-            fake=rays_to_patches(outputs["rgb"][first:], size),
-            mask=rays_to_patches(batch["patch_mask"].to(self.device).reshape(num_patches * size * size, 1), size),
-        )
-
     # ---------------------------------------------------------------- losses
-    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
-        return super().get_metrics_dict(self._recon_outputs(outputs, self._num_recon(outputs, batch)), batch)
+    def get_metrics_dict(self, outputs, batch: Batch) -> Dict[str, Tensor]:
+        num_recon, observed = self._observed(outputs, batch)
+        return super().get_metrics_dict(self._recon_outputs(outputs, num_recon), observed)
 
-    def get_reconstruction_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
-        """nerfacto's losses on the batch's observed rays."""
-        return super().get_loss_dict(self._recon_outputs(outputs, self._num_recon(outputs, batch)), batch, metrics_dict)
+    def get_reconstruction_loss_dict(self, outputs, batch: Batch, metrics_dict=None) -> Dict[str, Tensor]:
+        """nerfacto's losses on the batch's observed rays (the first rays of ``outputs``)."""
+        num_recon, observed = self._observed(outputs, batch)
+        return super().get_loss_dict(self._recon_outputs(outputs, num_recon), observed, metrics_dict)
 
-    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
-        """nerfacto's losses on the observed rays plus the inpainting losses on the patch rays."""
+    def get_loss_dict(self, outputs, batch: Batch, metrics_dict=None) -> Dict[str, Tensor]:
+        """nerfacto's losses on the observed rays plus the inpainting losses on the patch rays (one pass over
+        both, as nerfstudio's ``get_train_loss_dict`` renders them)."""
         losses = self.get_reconstruction_loss_dict(outputs, batch, metrics_dict)
-        losses.update(self.get_inpainting_losses(outputs, batch).losses)
+        if isinstance(batch, TrainingBatch):
+            losses.update(self.get_inpainting_losses(outputs["rgb"][batch.num_observed:], batch).losses)
         return losses
 
-    def get_inpainting_losses(self, outputs: Dict, batch: Dict) -> InpaintingLosses:
-        """The losses inside the masks (adversarial with feature matching, ablation terms) and the patches the
-        discriminator step needs; nothing without patches or outside training."""
-        patches = self._patches(outputs, batch) if self.training else None
-        if patches is None:
+    def get_inpainting_losses(self, patch_rgb: Tensor, batch: TrainingBatch) -> InpaintingLosses:
+        """The losses inside the masks (adversarial with feature matching, ablation terms) on ``patch_rgb``, the
+        renders of the batch's patch rays (float [P * S * S, 3] in patch order), and the patches the discriminator
+        step needs; nothing without patches or outside training."""
+        if batch.patches is None or not self.training:
             return InpaintingLosses(losses={}, metrics={})
+        size = batch.patches.size
+        patches = PatchBatch(
+            real=rays_to_patches(batch.patches.real.to(self.device).reshape(-1, 3), size),
+            fake=rays_to_patches(patch_rgb, size),
+            mask=rays_to_patches(batch.patches.mask.to(self.device).reshape(-1, 1), size),
+        )
         losses: Dict[str, Tensor] = {}
         metrics: Dict[str, Tensor] = {}
         for_discriminator = None
@@ -317,8 +319,7 @@ class MaldNerfModel(NerfactoModel):
             # Normalised as if the masked pixels were extra rays of the reconstruction batch, so that a masked
             # pixel weighs what an observed one does (a mean over the mask alone would weigh each far more).
             inside = patches.mask.float()
-            num_recon = int(batch["num_recon_rays"])
-            l1 = ((patches.fake - patches.real).abs() * inside).sum() / (3.0 * (num_recon + inside.sum()))
+            l1 = ((patches.fake - patches.real).abs() * inside).sum() / (3.0 * (batch.num_observed + inside.sum()))
             losses["mask_l1_loss"] = self.config.mask_l1_mult * l1
         if self.config.use_mask_lpips:
             lpips = self.mask_lpips_net()

@@ -271,19 +271,18 @@ class MaldPipeline(VanillaPipeline):
         """
         ray_bundle, batch = self.datamanager.next_train(step)
         model: MaldNerfModel = self.model  # type: ignore[assignment]
-        if not self.config.separate_inpainting_step or "patch_real" not in batch:
+        observed = batch.num_observed
+        if not self.config.separate_inpainting_step or batch.patches is None:
             outputs = self._model(ray_bundle)
             metrics = model.get_metrics_dict(outputs, batch)
             losses = model.get_reconstruction_loss_dict(outputs, batch, metrics)
-            inpainting = model.get_inpainting_losses(outputs, batch)
+            inpainting = model.get_inpainting_losses(outputs["rgb"][observed:], batch)
             yield LossPhase("nerf", {**losses, **inpainting.losses}, {**metrics, **inpainting.metrics},
                             inpainting.patches)
             return
-        num_recon = int(batch["num_recon_rays"])
-        recon_batch = {key: value for key, value in batch.items() if not key.startswith("patch_")}
-        outputs = self._model(ray_bundle[:num_recon])
-        metrics = model.get_metrics_dict(outputs, recon_batch)
-        yield LossPhase("reconstruction", model.get_reconstruction_loss_dict(outputs, recon_batch, metrics), metrics)
-        outputs = self._model(ray_bundle[num_recon:])
-        inpainting = model.get_inpainting_losses(outputs, {**batch, "patch_rays_only": True})
+        outputs = self._model(ray_bundle[:observed])
+        metrics = model.get_metrics_dict(outputs, batch)
+        yield LossPhase("reconstruction", model.get_reconstruction_loss_dict(outputs, batch, metrics), metrics)
+        outputs = self._model(ray_bundle[observed:])
+        inpainting = model.get_inpainting_losses(outputs["rgb"], batch)
         yield LossPhase("inpainting", inpainting.losses, inpainting.metrics, inpainting.patches)

@@ -18,6 +18,7 @@ from mald_nerfstudio.data.auto_dataparser import MaldDataParserConfig
 from mald_nerfstudio.data.datamanager import MaldDataManager, MaldDataManagerConfig
 from mald_nerfstudio.data.image_io import read_rgb
 from mald_nerfstudio.data.patch_sampling import PixelPools, sample_observed, sample_patches
+from mald_nerfstudio.data.training_batch import patch_rays
 from mald_nerfstudio.errors import MaldInputError
 from tests.data.test_dataparsers import HEIGHT, WIDTH, box_mask, write_spinnerf_scene
 
@@ -122,7 +123,7 @@ def test_datamanager_holds_training_views_and_masks(scene):
 def test_next_train_rays_are_observed_and_patches_cut_from_current_images(scene):
     dm = make_datamanager(scene)
     _, before = dm.next_train(0)
-    assert "patch_real" not in before and not dm.has_patches  # not inpainted yet (a warm-up): observed rays only
+    assert before.patches is None and not dm.has_patches  # not inpainted yet (a warm-up): observed rays only
     # As after the initial inpainting: every masked view holds a fill that differs from the original (which still
     # shows the object) at every masked pixel, so a patch cut from the originals cannot pass for one cut from these.
     views = dm.views_with_masks().tolist()
@@ -133,22 +134,25 @@ def test_next_train_rays_are_observed_and_patches_cut_from_current_images(scene)
     inside = dm.masks[views]
     assert (dm.current[views] != dm.originals[views])[inside].all()
     ray_bundle, batch = dm.next_train(0)
-    recon = batch["indices"]
+    recon = batch.observed.indices
     v, y, x = recon.unbind(-1)
-    assert batch["num_recon_rays"] == 256 and not dm.masks[v, y, x].any()
-    torch.testing.assert_close(batch["image"], dm.originals[v, y, x].float() / 255.0, rtol=0, atol=0)
-    pv, py, px = batch["patch_indices"].unbind(-1)
-    assert batch["patch_real"].shape == (3, 8, 8, 3) and batch["patch_mask"].shape == (3, 8, 8, 1)
-    in_patch = batch["patch_mask"][..., 0]
+    assert batch.num_observed == 256 and not dm.masks[v, y, x].any()
+    torch.testing.assert_close(batch.observed.colours, dm.originals[v, y, x].float() / 255.0, rtol=0, atol=0)
+    patches = batch.patches
+    pv, py, px = patches.indices.unbind(-1)
+    assert patches.real.shape == (3, 8, 8, 3) and patches.mask.shape == (3, 8, 8, 1) and patches.size == 8
+    in_patch = patches.mask[..., 0]
     assert in_patch.flatten(1).any(dim=1).all()
     assert torch.equal(in_patch, dm.masks[pv, py, px])
     # The content: the current (inpainted) images' pixels at the patch positions, exactly, fills included.
-    assert torch.equal(batch["patch_real"], dm.current[pv, py, px].float() / 255.0)
+    assert torch.equal(patches.real, dm.current[pv, py, px].float() / 255.0)
     originals = dm.originals[pv, py, px].float() / 255.0
-    assert (batch["patch_real"] != originals).any(dim=-1)[in_patch].all(), "a patch shows the original object"
+    assert (patches.real != originals).any(dim=-1)[in_patch].all(), "a patch shows the original object"
     assert len(ray_bundle) == 256 + 3 * 8 * 8 == dm.get_train_rays_per_batch()
     expected_cameras = torch.cat([v, pv.reshape(-1)])
     assert torch.equal(ray_bundle.camera_indices[:, 0].long(), expected_cameras)
+    assert torch.equal(patch_rays(ray_bundle), torch.arange(len(ray_bundle)) >= 256)  # patch rays marked as such
+    assert torch.equal(patch_rays(ray_bundle[256:]), torch.ones(3 * 8 * 8, dtype=torch.bool))  # kept when sliced
 
 
 def test_patch_larger_than_images_is_an_input_error(scene):

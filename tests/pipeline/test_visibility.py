@@ -161,18 +161,18 @@ def test_after_the_warm_up_only_the_unseen_part_is_inpainted_and_patched(demo_sc
     # Observed rays now include the trained seen pixels, with those colours.
     for step in range(100, 120):
         ray_bundle, batch = manager.next_train(step)
-        v, y, x = batch["indices"].unbind(-1)
+        v, y, x = batch.observed.indices.unbind(-1)
         inside = manager.masks[v, y, x]
         assert not (inside & ~manager.seen_trained[v, y, x]).any()
         if inside.any():
             break
     assert inside.any()
-    assert torch.equal(batch["image"], manager.current[v, y, x].float() / 255.0)
-    assert (batch["image"][inside] - manager.originals[v, y, x][inside].float() / 255.0).abs().mean() > 0.05
+    assert torch.equal(batch.observed.colours, manager.current[v, y, x].float() / 255.0)
+    assert (batch.observed.colours[inside] - manager.originals[v, y, x][inside].float() / 255.0).abs().mean() > 0.05
     # Patches are judged on the unseen part only.
     _, batch = manager.next_train(100)
-    patch_views, ys, xs = batch["patch_indices"].reshape(-1, 3).unbind(-1)
-    assert torch.equal(batch["patch_mask"].reshape(-1), manager.fill_masks[patch_views, ys, xs])
+    patch_views, ys, xs = batch.patches.indices.reshape(-1, 3).unbind(-1)
+    assert torch.equal(batch.patches.mask.reshape(-1), manager.fill_masks[patch_views, ys, xs])
     # A resumed run gets the same unseen masks from the checkpoint.
     resumed = setup_trainer(tiny_config(demo_scene, tmp_path / "resumed", steps=41, edit=lambda c: (
         edit(c), setattr(c, "load_dir", trainer.checkpoint_dir))))
