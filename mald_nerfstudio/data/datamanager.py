@@ -113,7 +113,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.fill_masks = self.masks.clone()
         self.seen_trained = torch.zeros_like(self.masks)
         self.inpainted_views = torch.zeros(len(self.masks), dtype=torch.bool, device=self.masks.device)
-        dataset.attach_images(self.current)
+        dataset.serve_images_from(self.current_image)
         self.pools = PixelPools.from_masks(self.masks)
         patch = self.config.inpaint_patch_size
         if self.config.num_inpaint_patches > 0 and (patch > self.masks.shape[1] or patch > self.masks.shape[2]):
@@ -213,6 +213,12 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
             self.current[idx] = torch.where(valid[..., None], colours, self.current[idx])
             self.seen_trained[idx] = valid
         self.pools = PixelPools.from_masks(self.masks, self.fill_masks, self.seen_trained)
+
+    def current_image(self, view: int) -> Tensor:
+        """A copy of one view's current image (uint8 [H, W, 3] on the CPU): the original outside its mask, the
+        inpainting (or observed colours) inside."""
+        assert self.current is not None
+        return self.current[int(view)].cpu().clone()
 
     def view_images(self, views: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
         """(originals, current inpainted images, masks) of some views as float [V, H, W, 3] / bool [V, H, W]."""

@@ -1,10 +1,11 @@
 """The dataset of an inpainting scene: images, their inpainting masks, and the current inpainted images.
 
 Each item carries ``inpaint_mask`` (bool [H, W, 1], True = region to inpaint) next to ``image``. For training
-views the datamanager attaches the buffer of current inpainted images (:meth:`InpaintDataset.attach_images`);
-from then on ``dataset[i]["image"]`` is the current inpainted view, so everything that reads the dataset (the
-viewer's camera thumbnails, for instance) shows what the NeRF is being trained towards. Evaluation views keep
-their files: they are the object-free ground truth.
+views the datamanager, which owns the buffer of current inpainted images, hands the dataset a function that reads
+one of them (:meth:`InpaintDataset.serve_images_from`); from then on ``dataset[i]["image"]`` is a copy of the
+current inpainted view, so everything that reads the dataset (the viewer's camera thumbnails, for instance) shows
+what the NeRF is being trained towards, and nothing that reads it can change the buffer. Evaluation views keep their
+files: they are the object-free ground truth.
 
 A training image with an alpha channel was not observed where it is transparent (alpha below half): those pixels
 join its inpainting mask, so they are inpainted and their stored colour is never trained on (see
@@ -13,7 +14,7 @@ docs/decisions.md, "Data"). Otherwise alpha is dropped, as it is in the evaluati
 
 from __future__ import annotations
 
-from typing import Dict, Literal, Optional
+from typing import Callable, Dict, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -36,15 +37,15 @@ class InpaintDataset(InputDataset):
             raise ValueError("mald-nerf reads resolution from the data parser (--downscale-factor), not camera scaling")
         self.mask_files, self.mask_spec = masks_of(dataparser_outputs.metadata)
         self.object_free = bool(dataparser_outputs.metadata.get(OBJECT_FREE_KEY, False))
-        self._images: Optional[Tensor] = None
+        self._image_source: Optional[Callable[[int], Tensor]] = None
 
-    def attach_images(self, images: Tensor) -> None:
-        """Serve ``images`` (uint8 [N, H, W, 3], shared, updated in place) instead of the files."""
-        self._images = images
+    def serve_images_from(self, source: Callable[[int], Tensor]) -> None:
+        """Serve ``source(i)`` (a uint8 [H, W, 3] copy of view i's current image) instead of the files."""
+        self._image_source = source
 
     def get_numpy_image(self, image_idx: int):
-        if self._images is not None:
-            return self._images[image_idx].cpu().numpy()
+        if self._image_source is not None:
+            return self._image_source(image_idx).numpy()
         return read_rgb(self._dataparser_outputs.image_filenames[image_idx])
 
     def original_image(self, image_idx: int) -> Tensor:

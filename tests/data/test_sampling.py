@@ -175,8 +175,11 @@ def test_set_inpainted_keeps_original_pixels_outside_mask_bit_exactly(scene):
         assert torch.equal(dm.current[view][inside], expected[inside])
     assert torch.equal(dm.current[[1, 2]], originals[[1, 2]])  # views not updated
     assert torch.equal(dm.originals, originals)  # originals are never overwritten
-    # The training dataset now serves the inpainted image.
-    assert np.array_equal(dm.train_dataset.get_numpy_image(3), dm.current[3].numpy())
+    # The training dataset now serves the inpainted image, as a copy: what reads the dataset cannot change the buffer.
+    served, before = dm.train_dataset.get_numpy_image(3), dm.current[3].clone()
+    assert np.array_equal(served, before.numpy())
+    served[...] = 0
+    assert torch.equal(dm.current[3], before) and before.any()
 
 
 def test_extra_state_round_trips_the_image_buffer(scene):
