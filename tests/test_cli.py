@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -15,6 +16,13 @@ import pytest
 from tests.scenes import build_fern_spinnerf_scene
 
 pytestmark = pytest.mark.slow
+
+
+def answer_ctrl_c() -> None:
+    """For ``preexec_fn``: Ctrl-C's default action in the child. A test run started in the background by a
+    non-interactive shell (``nohup pytest ... &``) starts every child with SIGINT ignored, and Python then never
+    raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run(args, cwd: Path, timeout: float = 600, env=None) -> subprocess.CompletedProcess:

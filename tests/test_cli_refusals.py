@@ -17,7 +17,7 @@ import pytest
 
 from mald_nerfstudio.run_folder import LOCK_NAME
 from nerfstudio.engine.trainer import TrainerConfig
-from tests.test_cli import run
+from tests.test_cli import answer_ctrl_c, run
 from tests.training_harness import tiny_config, train
 
 pytestmark = pytest.mark.slow
@@ -87,17 +87,11 @@ def test_ns_train_into_a_read_only_or_full_output_folder_names_it_before_any_wor
     assert "left in the output folder: []" in text
 
 
-def _answer_ctrl_c() -> None:
-    """In the child: Ctrl-C's default action, also when pytest was started in the background (a non-interactive
-    shell starts background jobs, and so all their children, with SIGINT ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_stops_with_one_line_naming_the_checkpoint_and_the_command_that_resumes(demo_scene, tmp_path):
     args = ["ns-train", "mald-nerf-tiny", "--data", str(demo_scene), "--output-dir", "out",
             "--max-num-iterations", "30", "--steps-per-save", "5", *SMALL]
     proc = subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore", **ENV},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_answer_ctrl_c)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=answer_ctrl_c)
     deadline = time.time() + 300
     while not glob.glob(str(tmp_path / "out/*/*/*/nerfstudio_models/step-000000005.ckpt")) and time.time() < deadline:
         assert proc.poll() is None, proc.communicate()[0][-3000:]

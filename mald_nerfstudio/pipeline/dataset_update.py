@@ -228,15 +228,16 @@ class DatasetUpdater:
             task = progress.add_task("[green]Visibility: rendering depths", total=num_views)
             depths = render_depths(self.model, manager.train_ray_generator, range(num_views), height, width,
                                    on_view=lambda: progress.advance(task))
+        all_masks = manager.masks.cpu()
         if self.visibility.train_seen:
-            fill, seen = unseen_masks(manager.train_dataset.cameras, depths, manager.masks.cpu(), views,
+            fill, seen = unseen_masks(manager.train_dataset.cameras, depths, all_masks, views,
                                       self.visibility, images=manager.originals.cpu())
             manager.set_fill_masks(views, fill, seen_colours=seen.colours, seen_valid=seen.valid)
         else:
-            fill = unseen_masks(manager.train_dataset.cameras, depths, manager.masks.cpu(), views, self.visibility)
+            fill = unseen_masks(manager.train_dataset.cameras, depths, all_masks, views, self.visibility)
             manager.set_fill_masks(views, fill)
         self.state.visibility_step = int(step)
-        masks = manager.masks[torch.as_tensor(views, dtype=torch.long, device=manager.masks.device)].cpu()
+        masks = all_masks[torch.as_tensor(views, dtype=torch.long)]
         fractions = fill.flatten(1).sum(1).float() / masks.flatten(1).sum(1).clamp(min=1).float()
         names = [Path(manager.train_dataset.image_filenames[v]).stem for v in views]
         if self.output_dir is not None:

@@ -31,7 +31,7 @@ from mald_nerfstudio.data.demo_scene import (
     object_box_flags,
 )
 from mald_nerfstudio.eval.benchmark import DEMO_SCENES
-from tests.test_cli import wait_until_listening
+from tests.test_cli import answer_ctrl_c, wait_until_listening
 
 pytestmark = pytest.mark.slow
 
@@ -145,12 +145,6 @@ def test_the_box_in_capture_coordinates_reuses_the_reconstruction_and_gives_the_
     assert agreement >= 0.995  # the viewer-frame box was passed rounded to 4 digits
 
 
-def _answer_ctrl_c() -> None:
-    """In the child: Ctrl-C's default action. A test run started in the background by a non-interactive shell
-    (``nohup pytest ... &``) starts every child with SIGINT ignored, and Python then never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the kernel's socket table (Linux)")
 def test_without_a_box_it_serves_nerfstudios_viewer_on_the_reconstruction(capture_run):
     with socket.socket() as probe:
@@ -159,7 +153,7 @@ def test_without_a_box_it_serves_nerfstudios_viewer_on_the_reconstruction(captur
     proc = subprocess.Popen(
         ["mald-nerf-masks", "--data", str(capture_run["capture"]), "--output-dir", str(capture_run["out"]),
          "--reconstruction.steps", str(STEPS), "--websocket-port", str(port)],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_answer_ctrl_c,
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=answer_ctrl_c,
     )
     try:
         hosts = wait_until_listening(proc, port)
