@@ -199,8 +199,8 @@ def _inpainting(settings: SuiteSettings, mald, inpainter) -> Dict[str, Any]:
     start = time.perf_counter()
     inpainter.load()
     load_s = time.perf_counter() - start
-    updater = DatasetUpdater(update_config, datamanager, pipeline.model, inpainter,
-                             max_num_iterations=mald.config.max_num_iterations)
+    updater = DatasetUpdater(update_config, datamanager, pipeline.model)
+    updater.start(inpainter, run_length=mald.config.max_num_iterations)
     views = len(datamanager.views_with_masks())
     initial_memory = PeakMemory(settings.device)
     with initial_memory.measure():
