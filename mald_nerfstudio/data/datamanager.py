@@ -74,6 +74,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
         self.fill_masks: Optional[Tensor] = None
         self.seen_trained: Optional[Tensor] = None
         self.inpainted_views: Optional[Tensor] = None
+        self._masked_views: Optional[Tensor] = None
         self._pending_state: Optional[Dict] = None
         super().__init__(config, *args, **kwargs)
 
@@ -109,6 +110,7 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
                 progress.advance(task)
         self.originals = torch.stack(originals).to(self.device)
         self.masks = torch.stack(masks).to(self.device)
+        self._masked_views = torch.nonzero(self.masks.flatten(1).any(dim=1)).squeeze(-1)  # the masks never change
         self.current = self.originals.clone()
         self.fill_masks = self.masks.clone()
         self.seen_trained = torch.zeros_like(self.masks)
@@ -178,9 +180,10 @@ class MaldDataManager(VanillaDataManager[InpaintDataset]):
 
     # ------------------------------------------------ inpainted-image buffer
     def views_with_masks(self) -> Tensor:
-        """Indices of training views whose mask is not empty."""
-        assert self.masks is not None
-        return torch.nonzero(self.masks.flatten(1).any(dim=1)).squeeze(-1)
+        """Indices of training views whose mask is not empty (found once, when the views are loaded: every step's
+        sampler asks)."""
+        assert self._masked_views is not None
+        return self._masked_views
 
     def views_to_fill(self) -> Tensor:
         """Indices of training views whose fill mask (the part of the mask to inpaint) is not empty."""
