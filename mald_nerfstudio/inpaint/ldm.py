@@ -38,7 +38,7 @@ from mald_nerfstudio.inpaint.lora.adapter import (
     read_adapter_info,
     write_adapter_files,
 )
-from mald_nerfstudio.inpaint.lora.config import LoRACustomizationConfig
+from mald_nerfstudio.inpaint.lora.config import DEFAULT_SCENE_PROMPT, DEFAULT_SCENE_TOKEN, LoRACustomizationConfig
 from mald_nerfstudio.inpaint.partial_ddim import num_denoising_steps, partial_ddim_inpaint, vae_scale_factor
 from mald_nerfstudio.inpaint.region import RegionPlan, crop_resize, crop_resize_mask, paste_back, plan_region
 
@@ -80,9 +80,9 @@ class LDMInpainterConfig(InpainterConfig):
     """Never contact the hub: use a local folder or the hub cache only (also implied by ``HF_HUB_OFFLINE=1``)."""
     prompt: str = "a photo of a scene"
     """Text prompt of the base model (no scene adapter loaded)."""
-    scene_prompt: str = "a photo of {token} scene"
+    scene_prompt: str = DEFAULT_SCENE_PROMPT
     """Text prompt of the LoRA customisation and, once its adapter is loaded, of inpainting; ``{token}``: the token."""
-    scene_token: str = "sks"
+    scene_token: str = DEFAULT_SCENE_TOKEN
     """The scene's token: learnt by the per-scene LoRA customisation, in the prompt once its adapter is loaded."""
     customization: LoRACustomizationConfig = field(default_factory=LoRACustomizationConfig)
     """Per-scene LoRA customisation before the first fill (cached per scene); a given lora_adapter skips it."""

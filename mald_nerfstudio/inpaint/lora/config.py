@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+DEFAULT_SCENE_TOKEN = "sks"
+"""The scene token the LDM inpainter and a bare customisation use unless told otherwise."""
+DEFAULT_SCENE_PROMPT = "a photo of {token} scene"
+"""The prompt the scene token is trained with (and inpainted with once its adapter is loaded)."""
+
 
 @dataclass
 class LoRACustomizationConfig:

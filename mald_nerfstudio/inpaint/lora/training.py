@@ -22,7 +22,7 @@ from mald_nerfstudio.errors import MaldInputError, MaldSetupError
 from mald_nerfstudio.inpaint.base import Inpainter
 from mald_nerfstudio.inpaint.lora.adapter import build_prompt, is_finished_adapter, save_adapter, saves_adapter_metadata
 from mald_nerfstudio.inpaint.lora.cache import RECIPE_VERSION, base_model_name, cache_root, scene_adapter_dir
-from mald_nerfstudio.inpaint.lora.config import LoRACustomizationConfig
+from mald_nerfstudio.inpaint.lora.config import DEFAULT_SCENE_PROMPT, DEFAULT_SCENE_TOKEN, LoRACustomizationConfig
 from mald_nerfstudio.inpaint.lora.data import masked_diffusion_loss, object_latent_mask, prepare_scene, training_batch
 from mald_nerfstudio.inpaint.partial_ddim import encode_latents, latent_mask, masked_image_condition, vae_scale_factor
 
@@ -51,8 +51,8 @@ class LoRACustomizer:
 
     config: LoRACustomizationConfig
 
-    def __init__(self, config: LoRACustomizationConfig, scene_token: str = "sks",
-                 scene_prompt: str = "a photo of {token} scene") -> None:
+    def __init__(self, config: LoRACustomizationConfig, scene_token: str = DEFAULT_SCENE_TOKEN,
+                 scene_prompt: str = DEFAULT_SCENE_PROMPT) -> None:
         self.config = config
         self.scene_token = scene_token
         """The token learnt for the scene (the inpainter's ``scene_token``)."""
@@ -283,8 +283,6 @@ def customize(
     """Train (or reuse from the cache) the scene's LoRA adapter with the inpainter's scene token and prompt (the
     defaults for a bare diffusers pipeline); see :meth:`LoRACustomizer.customize`."""
     ldm_config = getattr(model, "config", None) if isinstance(model, Inpainter) else None
-    token = getattr(ldm_config, "scene_token", "sks")
-    prompt = getattr(ldm_config, "scene_prompt", "a photo of {token} scene")
-    return LoRACustomizer(config, token, prompt).customize(model, images, object_masks, on_loss, show_progress,
-                                                          base_model)
+    scene = {name: getattr(ldm_config, name) for name in ("scene_token", "scene_prompt") if hasattr(ldm_config, name)}
+    return LoRACustomizer(config, **scene).customize(model, images, object_masks, on_loss, show_progress, base_model)
 
